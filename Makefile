@@ -46,14 +46,15 @@ lint: venv
 bench: setup
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m bench
 
+# The mypy-protobuf plugins (protoc-gen-mypy*) live in the venv's bin/.
 proto: venv
-	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. \
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. \
 	    --mypy_out=. --mypy_grpc_out=. $(PROTO_SRC)
 
 # Fails when cri_api/ is not what `make proto` generates from proto/.
 proto-check: venv
 	rm -rf build/proto-check && mkdir -p build/proto-check
-	$(PY) -m grpc_tools.protoc -Iproto --python_out=build/proto-check \
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -Iproto --python_out=build/proto-check \
 	    --grpc_python_out=build/proto-check --mypy_out=build/proto-check \
 	    --mypy_grpc_out=build/proto-check $(PROTO_SRC)
 	diff -r -x __init__.py -x __pycache__ build/proto-check/cri_api cri_api
