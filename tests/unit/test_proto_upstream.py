@@ -49,18 +49,17 @@ NEWER_MESSAGES: frozenset[str] = frozenset(
     for method in STREAMING_LISTS
     for suffix in ("Request", "Response")
 )
-# message.field for fields of messages that exist in 2.0.1 already.
-NEWER_FIELDS: frozenset[str] = frozenset(
-    {
-        # Audit correlation id for exec/attach sessions.
-        "ExecRequest.audit_request_id",
-        "AttachRequest.audit_request_id",
-        # Digest of an image-volume image (image volumes, KEP 4639).
-        "ImageSpec.image_ref",
-        # Runtime advertises user namespaces together with host networking.
-        "RuntimeFeatures.user_namespaces_host_network",
-    }
-)
+# message.field -> (number, type) as in v0.36, for fields added to messages 2.0.1 already has.
+# 2.0.1 cannot vouch for them, so their number and scalar type are pinned here instead.
+NEWER_FIELDS: dict[str, tuple[int, str]] = {
+    # Audit correlation id for exec/attach sessions.
+    "ExecRequest.audit_request_id": (7, "TYPE_STRING"),
+    "AttachRequest.audit_request_id": (6, "TYPE_STRING"),
+    # Digest of an image-volume image (image volumes, KEP 4639).
+    "ImageSpec.image_ref": (20, "TYPE_STRING"),
+    # Runtime advertises user namespaces together with host networking.
+    "RuntimeFeatures.user_namespaces_host_network": (2, "TYPE_BOOL"),
+}
 # enum.VALUE for values added to enums that exist in 2.0.1 already.
 NEWER_ENUM_VALUES: frozenset[str] = frozenset()
 
@@ -281,11 +280,15 @@ def test_newer_than_upstream_allow_lists_are_exact(upstream: ApiShape, ours: Api
     assert not stale, f"in NEWER_METHODS but already upstream: {stale}"
     absent = sorted(NEWER_METHODS - ours.methods.keys())
     assert not absent, f"in NEWER_METHODS but not in our proto: {absent}"
-    for entry in NEWER_FIELDS:
+    for entry, (number, field_type) in NEWER_FIELDS.items():
         message, field = entry.rsplit(".", 1)
         assert message in upstream.messages, f"{entry}: message not upstream, list it whole"
         assert field not in upstream.messages[message], f"{entry}: already upstream"
-        assert field in ours.messages.get(message, {}), f"{entry}: not in our proto"
+        got = ours.messages.get(message, {}).get(field)
+        assert got is not None, f"{entry}: not in our proto"
+        assert (got.number, got.type, got.label) == (number, field_type, "LABEL_OPTIONAL"), (
+            f"{entry}: ours {got} != pinned v0.36 shape {number} {field_type}"
+        )
     for entry in NEWER_ENUM_VALUES:
         enum, value = entry.rsplit(".", 1)
         assert value not in upstream.enums.get(enum, {}), f"{entry}: already upstream"
