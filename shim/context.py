@@ -1,0 +1,49 @@
+"""Everything an RPC handler needs, built once at start-up and passed to each verb."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+
+from shim.atomic import write_atomic
+from shim.config import ShimConfig
+from shim.infra_runtime import InfraRuntime
+from shim.pod_network import PodNetwork
+from shim.sandbox_store import SandboxStore
+
+
+@dataclass
+class PodCIDRs:
+    """The pod CIDR(s) kubelet sends with UpdateRuntimeConfig, kept across restarts and given
+    to plugins as the `ipRanges` capability."""
+
+    path: str
+    cidrs: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def load(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                self.cidrs = list(json.load(f)["podCIDRs"])
+        except FileNotFoundError:
+            self.cidrs = []
+
+    def set(self, cidrs: list[str]) -> None:
+        with self._lock:
+            write_atomic(self.path, json.dumps({"podCIDRs": cidrs}).encode())
+            self.cidrs = cidrs
+
+
+@dataclass
+class ShimContext:
+    config: ShimConfig
+    store: SandboxStore
+    infra: InfraRuntime
+    network: PodNetwork
+    pod_cidrs: PodCIDRs
+    infra_oom_score_adj: int
+
+    def netns_path(self, sandbox_id: str) -> str:
+        return os.path.join(self.config.root_directory, "netns", sandbox_id)

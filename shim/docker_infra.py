@@ -1,0 +1,218 @@
+"""Infra containers and images through the Docker Engine API (the `docker` SDK's low-level
+client: one HTTP call per step, nothing fetched that the step does not need)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import docker
+import docker.errors
+
+from shim.errors import InfraRuntimeError
+from shim.infra_runtime import ImageInfo, InfraSpec, InfraState
+
+log = logging.getLogger(__name__)
+
+# Every infra container we create carries this label: it is how a restarted shim finds the
+# containers it may have created but not yet checkpointed.
+SANDBOX_LABEL = "io.cri-shim.sandbox"
+
+
+class DockerInfraRuntime:
+    def __init__(self, endpoint: str, timeout: int = 120) -> None:
+        # One pooled client shared by all RPC threads; the pool is sized for kubelet's
+        # parallel calls so that no request waits on a connection.
+        self._api = docker.APIClient(base_url=endpoint, version="auto", timeout=timeout,
+                                     max_pool_size=32)
+
+    def ping(self) -> None:
+        try:
+            self._api.ping()
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(f"failed to reach the docker engine: {err}") from err
+
+    def image_present(self, image: str) -> bool:
+        return self.image_info(image) is not None
+
+    def pull_image(self, image: str) -> str:
+        repo, tag = _split_image(image)
+        try:
+            self._api.pull(repo, tag=tag)
+            return str(self._api.inspect_image(image)["Id"])
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(f"failed to pull image {image}: {_reason(err)}") from err
+
+    def create(self, spec: InfraSpec) -> str:
+        host_config = self._api.create_host_config(
+            network_mode="host" if spec.host_network else "none",
+            oom_score_adj=spec.oom_score_adj,
+            ipc_mode="host" if spec.host_ipc else "shareable",
+            pid_mode="host" if spec.host_pid else None,
+            cgroup_parent=spec.cgroup_parent or None,
+            sysctls=spec.sysctls or None,
+        )
+        try:
+            created = self._api.create_container(
+                spec.image,
+                name=spec.name,
+                hostname=None if spec.host_network else (spec.hostname or None),
+                labels={**spec.labels, SANDBOX_LABEL: "true"},
+                host_config=host_config,
+            )
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(
+                f"failed to create infra container {spec.name}: {_reason(err)}"
+            ) from err
+        return str(created["Id"])
+
+    def start(self, container_id: str) -> None:
+        try:
+            self._api.start(container_id)
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(
+                f"failed to start infra container {container_id}: {_reason(err)}"
+            ) from err
+
+    def write_resolv_conf(self, container_id: str, content: str) -> None:
+        # Docker writes its own resolv.conf for the container and bind-mounts it; replacing its
+        # content is how the pod's DNSConfig takes effect (Docker has no "search only" option).
+        try:
+            path = self._api.inspect_container(container_id)["ResolvConfPath"]
+            with open(path, "w") as f:
+                f.write(content)
+        except (docker.errors.DockerException, OSError, KeyError) as err:
+            raise InfraRuntimeError(
+                f"failed to write resolv.conf of infra container {container_id}: {err}"
+            ) from err
+
+    def inspect(self, container_id: str) -> InfraState | None:
+        try:
+            data = self._api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(
+                f"failed to inspect infra container {container_id}: {_reason(err)}"
+            ) from err
+        state = data["State"]
+        return InfraState(
+            id=data["Id"],
+            running=bool(state.get("Running")),
+            pid=int(state.get("Pid") or 0),
+            started_at=str(state.get("StartedAt", "")),
+            labels=dict(data["Config"].get("Labels") or {}),
+            created_at_ns=_rfc3339_ns(data["Created"]),
+        )
+
+    def stop(self, container_id: str, timeout: int) -> None:
+        try:
+            self._api.stop(container_id, timeout=timeout)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(
+                f"failed to stop infra container {container_id}: {_reason(err)}"
+            ) from err
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self._api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as err:
+            # Docker answers 409 while a removal of the same container is already under way.
+            if err.status_code == 409 and "already in progress" in str(err):
+                return
+            raise InfraRuntimeError(
+                f"failed to remove infra container {container_id}: {_reason(err)}"
+            ) from err
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(
+                f"failed to remove infra container {container_id}: {_reason(err)}"
+            ) from err
+
+    def list_infra(self) -> list[InfraState]:
+        try:
+            listed = self._api.containers(all=True, filters={"label": f"{SANDBOX_LABEL}=true"})
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(f"failed to list infra containers: {_reason(err)}") from err
+        return [
+            InfraState(
+                id=c["Id"],
+                running=c.get("State") == "running",
+                pid=0,
+                started_at="",
+                labels=dict(c.get("Labels") or {}),
+                created_at_ns=int(c.get("Created", 0)) * 1_000_000_000,
+            )
+            for c in listed
+        ]
+
+    def list_images(self) -> list[ImageInfo]:
+        try:
+            images = self._api.images()
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(f"failed to list images: {_reason(err)}") from err
+        return [
+            ImageInfo(
+                id=i["Id"],
+                repo_tags=[t for t in (i.get("RepoTags") or []) if t != "<none>:<none>"],
+                repo_digests=[d for d in (i.get("RepoDigests") or []) if d != "<none>@<none>"],
+                size=int(i.get("Size", 0)),
+                user="",
+            )
+            for i in images
+        ]
+
+    def image_info(self, image: str) -> ImageInfo | None:
+        try:
+            data: dict[str, Any] = self._api.inspect_image(image)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(f"failed to inspect image {image}: {_reason(err)}") from err
+        return ImageInfo(
+            id=data["Id"],
+            repo_tags=list(data.get("RepoTags") or []),
+            repo_digests=list(data.get("RepoDigests") or []),
+            size=int(data.get("Size", 0)),
+            user=str((data.get("Config") or {}).get("User") or ""),
+        )
+
+    def remove_image(self, image: str) -> None:
+        try:
+            self._api.remove_image(image)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(f"failed to remove image {image}: {_reason(err)}") from err
+
+    def images_root(self) -> str:
+        try:
+            return str(self._api.info()["DockerRootDir"])
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(f"failed to query the docker engine: {_reason(err)}") from err
+
+
+def _split_image(image: str) -> tuple[str, str | None]:
+    if "@" in image:
+        return image, None
+    name, _, tag = image.rpartition(":")
+    if name and "/" not in tag:
+        return name, tag
+    return image, "latest"
+
+
+def _reason(err: Exception) -> str:
+    explanation = getattr(err, "explanation", None)
+    return str(explanation or err)
+
+
+def _rfc3339_ns(stamp: str) -> int:
+    """Docker's timestamps carry nanoseconds, which datetime cannot hold: split them off."""
+    main, _, frac = stamp.rstrip("Z").partition(".")
+    seconds = int(datetime.fromisoformat(main + "+00:00").timestamp())
+    nanos = int((frac + "000000000")[:9]) if frac else 0
+    return seconds * 1_000_000_000 + nanos

@@ -1,0 +1,52 @@
+"""One decorator turns the shim's exceptions into gRPC statuses for every RPC."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from shim.errors import ShimError
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def maps_errors(method: F) -> F:
+    rpc = method.__name__
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except ShimError as err:
+            log.warning("%s failed: %s", rpc, err)
+            abort(context, err.code, str(err))
+        except Exception as err:
+            # context.abort raises to end the RPC: let that through untouched.
+            if isinstance(err, grpc.RpcError) or type(err).__name__ == "_AbortError":
+                raise
+            log.exception("%s failed unexpectedly", rpc)
+            abort(context, grpc.StatusCode.INTERNAL, f"{rpc} failed: {err}")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    context.abort(code, message)
+    raise AssertionError("unreachable: context.abort raises")
+
+
+def unimplemented(service: str, rpc: str) -> Callable[..., Any]:
+    """A handler for an RPC cri-shim does not offer, naming itself (kubelet accepts
+    UNIMPLEMENTED for optional RPCs such as RuntimeConfig and the Stream* lists)."""
+
+    def handler(self: Any, request: Any, context: grpc.ServicerContext) -> NoReturn:
+        abort(context, grpc.StatusCode.UNIMPLEMENTED, f"{service}/{rpc} is not implemented by cri-shim")
+
+    handler.__name__ = rpc
+    return handler

@@ -1,0 +1,58 @@
+"""The boundary between the sandbox lifecycle and the engine that runs infra containers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class InfraSpec:
+    """What RunPodSandbox asks of the engine for one infra container."""
+
+    name: str
+    image: str
+    hostname: str
+    labels: dict[str, str]
+    host_network: bool
+    oom_score_adj: int
+    host_pid: bool = False
+    host_ipc: bool = False
+    cgroup_parent: str = ""
+    sysctls: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InfraState:
+    id: str
+    running: bool
+    pid: int
+    started_at: str
+    labels: dict[str, str]
+    created_at_ns: int
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    repo_tags: list[str]
+    repo_digests: list[str]
+    size: int
+    user: str
+
+
+class InfraRuntime(Protocol):
+    def ping(self) -> None: ...
+    def image_present(self, image: str) -> bool: ...
+    def pull_image(self, image: str) -> str: ...
+    def create(self, spec: InfraSpec) -> str: ...
+    def start(self, container_id: str) -> None: ...
+    def write_resolv_conf(self, container_id: str, content: str) -> None: ...
+    def inspect(self, container_id: str) -> InfraState | None: ...
+    def stop(self, container_id: str, timeout: int) -> None: ...
+    def remove(self, container_id: str) -> None: ...
+    def list_infra(self) -> list[InfraState]: ...
+    def list_images(self) -> list[ImageInfo]: ...
+    def image_info(self, image: str) -> ImageInfo | None: ...
+    def remove_image(self, image: str) -> None: ...
+    def images_root(self) -> str: ...

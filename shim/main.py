@@ -1,0 +1,70 @@
+"""The `cri-shim` console script."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from shim.config import ShimConfig, parse_args
+from shim.context import PodCIDRs, ShimContext
+from shim.docker_infra import DockerInfraRuntime
+from shim.oom import infra_oom_score_adj
+from shim.pod_network import PodNetwork
+from shim.recovery import recover
+from shim.sandbox_store import SandboxStore
+from shim.server import build_server
+
+log = logging.getLogger("shim")
+
+
+def build_context(config: ShimConfig) -> ShimContext:
+    os.makedirs(config.root_directory, mode=0o700, exist_ok=True)
+    pod_cidrs = PodCIDRs(os.path.join(config.root_directory, "pod-cidrs.json"))
+    pod_cidrs.load()
+    return ShimContext(
+        config=config,
+        store=SandboxStore(config.root_directory),
+        infra=DockerInfraRuntime(config.docker_endpoint),
+        network=PodNetwork(
+            config.cni_conf_dir,
+            config.cni_bin_dirs,
+            config.cni_cache_dir,
+            config.cni_plugin_timeout,
+        ),
+        pod_cidrs=pod_cidrs,
+        infra_oom_score_adj=infra_oom_score_adj(),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx = build_context(config)
+    recover(ctx)
+    server = build_server(ctx)
+    done = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("received signal %d, shutting down", signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    done.wait()
+    server.stop(grace=5).wait()
+    try:
+        os.unlink(config.socket_path)
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The shim's only door into CNI: choose the network, set a pod up, tear it down, report status.
+
+The conf dir is re-read whenever its listing or a file's mtime/size changes (checked on every
+use: a handful of stat calls), so a config added, changed or removed takes effect for the next
+pod without a restart, and NetworkReady follows it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from cnilib.api import CNIConfig
+from cnilib.conf import conf_files, load_conf_list, parse_conf_list
+from cnilib.errors import CNIError
+from cnilib.invoke import PluginExecutor
+from cnilib.types import GCAttachment, NetworkConfigList, Result, RuntimeConf
+from shim.errors import FailedPreconditionError, NetworkSetupError
+from shim.netns_pin import is_pinned
+from shim.sandbox_record import NetworkAttachment
+
+log = logging.getLogger(__name__)
+
+POD_IFNAME = "eth0"
+LOOPBACK_IFNAME = "lo"
+# Loopback is its own one-plugin network, as containerd does it: the pod's configured chain
+# need not contain it, and every pod needs `lo` up.
+_LOOPBACK_CONF = json.dumps(
+    {"cniVersion": "1.0.0", "name": "cni-loopback", "plugins": [{"type": "loopback"}]}
+).encode()
+
+
+@dataclass(frozen=True)
+class NetworkChoice:
+    network: NetworkConfigList | None
+    error: str  # why there is no usable network (empty when there is one)
+    skipped: tuple[str, ...]  # the files passed over, each with its reason
+
+
+class PodNetwork:
+    def __init__(
+        self,
+        conf_dir: str,
+        bin_dirs: tuple[str, ...],
+        cache_dir: str,
+        plugin_timeout: float,
+        executor: PluginExecutor | None = None,
+    ) -> None:
+        self.conf_dir = conf_dir
+        self.bin_dirs = bin_dirs
+        self._cni = CNIConfig(bin_dirs, cache_dir, executor=executor, timeout=plugin_timeout)
+        self._loopback = parse_conf_list(_LOOPBACK_CONF, source="<built-in loopback>")
+        self._lock = threading.Lock()
+        self._signature: tuple[Any, ...] | None = None
+        self._choice = NetworkChoice(None, "not loaded yet", ())
+
+    # -- choosing the network -------------------------------------------------------------
+
+    def choice(self) -> NetworkChoice:
+        signature = self._conf_dir_signature()
+        with self._lock:
+            if signature != self._signature:
+                self._choice = self._choose()
+                self._signature = signature
+            return self._choice
+
+    def current(self) -> NetworkConfigList:
+        """The network for the next pod, or FAILED_PRECONDITION saying why there is none."""
+        choice = self.choice()
+        if choice.network is None:
+            raise FailedPreconditionError(f"network plugin is not ready: {choice.error}")
+        return choice.network
+
+    def status_error(self) -> str:
+        """Empty when pods can get a network now; otherwise why not (for NetworkReady)."""
+        choice = self.choice()
+        if choice.network is None:
+            return choice.error
+        try:
+            self._cni.get_status_network_list(choice.network)
+        except CNIError as err:
+            return f"network {choice.network.name} reports it is not ready: {err}"
+        return ""
+
+    def _choose(self) -> NetworkChoice:
+        skipped: list[str] = []
+        try:
+            self._cni.validate_network_list(self._loopback)
+        except CNIError as err:
+            return NetworkChoice(
+                None, f"the loopback plugin is not usable from {':'.join(self.bin_dirs)}: {err}", ()
+            )
+        for path in conf_files(self.conf_dir):
+            try:
+                network = load_conf_list(path)
+                self._cni.validate_network_list(network)
+            except CNIError as err:
+                log.warning("skipping CNI config %s: %s", path, err)
+                skipped.append(f"{os.path.basename(path)}: {err}")
+                continue
+            log.info("using CNI network %s from %s", network.name, path)
+            return NetworkChoice(network, "", tuple(skipped))
+        why = f"no valid network config found in {self.conf_dir}"
+        if skipped:
+            why += " (" + "; ".join(skipped) + ")"
+        return NetworkChoice(None, why, tuple(skipped))
+
+    def _conf_dir_signature(self) -> tuple[Any, ...]:
+        entries = []
+        try:
+            with os.scandir(self.conf_dir) as it:
+                for entry in it:
+                    try:
+                        st = entry.stat()
+                    except OSError:
+                        continue
+                    entries.append((entry.name, st.st_mtime_ns, st.st_size))
+        except OSError as err:
+            return ("unreadable", str(err))
+        # Plugin binaries come and go too (a config whose plugin is missing is skipped).
+        for d in self.bin_dirs:
+            try:
+                entries.append((d, os.stat(d).st_mtime_ns, 0))
+            except OSError:
+                entries.append((d, 0, 0))
+        return tuple(sorted(entries))
+
+    # -- pods -----------------------------------------------------------------------------
+
+    def attachment_for(
+        self,
+        network: NetworkConfigList,
+        cni_args: list[tuple[str, str]],
+        capability_args: dict[str, Any],
+    ) -> NetworkAttachment:
+        return NetworkAttachment(
+            network_name=network.name,
+            conf_source=network.source,
+            conf_bytes_b64=base64.b64encode(network.bytes).decode(),
+            ifname=POD_IFNAME,
+            cni_args=cni_args,
+            capability_args=capability_args,
+        )
+
+    def setup(self, sandbox_id: str, netns_path: str, attachment: NetworkAttachment) -> Result:
+        network = parse_conf_list(attachment.conf_bytes, source=attachment.conf_source)
+        try:
+            self._cni.add_network_list(
+                self._loopback, RuntimeConf(sandbox_id, netns_path, LOOPBACK_IFNAME)
+            )
+            return self._cni.add_network_list(network, self._runtime_conf(sandbox_id, netns_path,
+                                                                          attachment))
+        except CNIError as err:
+            raise NetworkSetupError(
+                f"failed to set up network {network.name} for pod sandbox {sandbox_id}: {err}"
+            ) from err
+
+    def teardown(self, sandbox_id: str, netns_path: str, attachment: NetworkAttachment) -> None:
+        """CNI DEL, exactly as ADD ran. A namespace that is no longer pinned (reboot, or never
+        pinned) is passed as an empty CNI_NETNS, which the spec allows: plugins then release
+        what they hold outside the namespace (addresses, iptables rules)."""
+        netns = netns_path if netns_path and is_pinned(netns_path) else ""
+        network = parse_conf_list(attachment.conf_bytes, source=attachment.conf_source)
+        try:
+            self._cni.del_network_list(network, self._runtime_conf(sandbox_id, netns, attachment))
+            self._cni.del_network_list(self._loopback, RuntimeConf(sandbox_id, netns,
+                                                                   LOOPBACK_IFNAME))
+        except CNIError as err:
+            raise NetworkSetupError(
+                f"failed to tear down network {network.name} of pod sandbox {sandbox_id}: {err}"
+            ) from err
+
+    def garbage_collect(self, live: dict[str, list[str]]) -> None:
+        """Release what cached attachments of pods that no longer exist still hold.
+        `live` maps a network name to the sandbox ids attached to it."""
+        choice = self.choice()
+        if choice.network is None:
+            return
+        every_pod = [cid for ids in live.values() for cid in ids]
+        plan = [
+            (choice.network, [GCAttachment(c, POD_IFNAME) for c in live.get(choice.network.name, [])]),
+            (self._loopback, [GCAttachment(c, LOOPBACK_IFNAME) for c in every_pod]),
+        ]
+        for network, valid in plan:
+            try:
+                self._cni.gc_network_list(network, valid)
+            except CNIError as err:
+                log.warning("CNI garbage collection of network %s failed: %s", network.name, err)
+
+    @staticmethod
+    def _runtime_conf(sandbox_id: str, netns: str, attachment: NetworkAttachment) -> RuntimeConf:
+        return RuntimeConf(
+            container_id=sandbox_id,
+            netns=netns,
+            ifname=attachment.ifname,
+            args=tuple(attachment.cni_args),
+            capability_args=attachment.capability_args,
+        )

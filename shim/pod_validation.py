@@ -1,0 +1,88 @@
+"""Checks on a PodSandboxConfig before anything is created.
+
+Names end up in a Docker container name, in CNI_ARGS (`k=v;k=v`, which has no escaping, so `;`
+or `=` in a value would forge arguments) and in file names, so they are held to the Kubernetes
+name rules rather than merely "non-empty".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from cri_api import api_pb2
+from shim.errors import InvalidArgumentError
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DNS_OPTION = re.compile(r"^[!-~]+$")  # printable, no blanks: one resolv.conf token
+
+SUPPORTED_RUNTIME_HANDLERS = ("", "runc")
+
+
+def validate_sandbox_config(config: api_pb2.PodSandboxConfig, runtime_handler: str) -> None:
+    if runtime_handler not in SUPPORTED_RUNTIME_HANDLERS:
+        raise InvalidArgumentError(
+            f"runtime handler {runtime_handler!r} is not configured (cri-shim has only 'runc')"
+        )
+    if not config.HasField("metadata"):
+        raise InvalidArgumentError("pod sandbox config has no metadata")
+    meta = config.metadata
+    _check("metadata.name", meta.name, _DNS_SUBDOMAIN, 253, "a DNS-1123 subdomain")
+    _check("metadata.namespace", meta.namespace, _DNS_LABEL, 63, "a DNS-1123 label")
+    _check("metadata.uid", meta.uid, _UID, 128, "letters, digits, '.', '_' or '-'")
+    if config.hostname:
+        _check("hostname", config.hostname, _DNS_SUBDOMAIN, 63, "a DNS-1123 name")
+    for i, mapping in enumerate(config.port_mappings):
+        _check_port_mapping(i, mapping)
+    _check_dns(config.dns_config)
+    for key in list(config.labels) + list(config.annotations):
+        if not key:
+            raise InvalidArgumentError("pod sandbox labels and annotations need non-empty keys")
+
+
+def _check(field: str, value: str, pattern: re.Pattern[str], limit: int, what: str) -> None:
+    if not value:
+        raise InvalidArgumentError(f"pod sandbox config field {field} is empty")
+    if len(value) > limit:
+        raise InvalidArgumentError(
+            f"pod sandbox config field {field} is {len(value)} characters long (at most {limit})"
+        )
+    if not pattern.match(value):
+        raise InvalidArgumentError(f"pod sandbox config field {field} {value!r} is not {what}")
+
+
+def _check_port_mapping(index: int, mapping: api_pb2.PortMapping) -> None:
+    where = f"port_mappings[{index}]"
+    if not 1 <= mapping.container_port <= 65535:
+        raise InvalidArgumentError(f"{where}.container_port {mapping.container_port} is not 1-65535")
+    if not 0 <= mapping.host_port <= 65535:
+        raise InvalidArgumentError(f"{where}.host_port {mapping.host_port} is not 0-65535")
+    if mapping.protocol not in api_pb2.Protocol.values():
+        raise InvalidArgumentError(f"{where}.protocol {mapping.protocol} is not TCP, UDP or SCTP")
+    if mapping.host_ip:
+        try:
+            ipaddress.ip_address(mapping.host_ip)
+        except ValueError as err:
+            raise InvalidArgumentError(
+                f"{where}.host_ip {mapping.host_ip!r} is not an IP address"
+            ) from err
+
+
+def _check_dns(dns: api_pb2.DNSConfig) -> None:
+    for server in dns.servers:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError as err:
+            raise InvalidArgumentError(
+                f"dns_config.servers entry {server!r} is not an IP address"
+            ) from err
+    for search in dns.searches:
+        if not _DNS_SUBDOMAIN.match(search.lower().rstrip(".")) or len(search) > 253:
+            raise InvalidArgumentError(f"dns_config.searches entry {search!r} is not a domain")
+    for option in dns.options:
+        if not _DNS_OPTION.match(option):
+            raise InvalidArgumentError(
+                f"dns_config.options entry {option!r} is not a single resolv.conf option"
+            )

@@ -1,0 +1,106 @@
+"""What the shim knows about one sandbox, and its on-disk checkpoint.
+
+Sandbox states (the CRI has only READY and NOTREADY; `network` tells how far networking got):
+
+    RunPodSandbox ──create──▶ NOTREADY ──start, netns pinned, CNI ADD ok──▶ READY
+                                  ▲                                          │
+                                  └────────── StopPodSandbox (CNI DEL, stop) ┘
+    any state ──RemovePodSandbox──▶ (record and checkpoint gone)
+
+A READY sandbox whose infra container has died is reported NOTREADY. A failed step of
+RunPodSandbox leaves NOTREADY (with its checkpoint) only when its undo also failed, so that a
+later StopPodSandbox can finish the job.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class SandboxState(enum.Enum):
+    READY = "ready"
+    NOTREADY = "notready"
+
+
+class NetworkPhase(enum.Enum):
+    NONE = "none"  # no CNI work done (or host network): nothing to tear down
+    PENDING = "pending"  # ADD may have started: DEL must run before the record goes away
+    ATTACHED = "attached"  # ADD succeeded
+    DETACHED = "detached"  # DEL succeeded
+
+
+@dataclass
+class NetworkAttachment:
+    """Everything needed to replay CNI DEL exactly as ADD ran, even after a restart."""
+
+    network_name: str
+    conf_source: str
+    conf_bytes_b64: str
+    ifname: str
+    cni_args: list[tuple[str, str]]
+    capability_args: dict[str, Any]
+    result: dict[str, Any] | None = None
+
+    @property
+    def conf_bytes(self) -> bytes:
+        return base64.b64decode(self.conf_bytes_b64)
+
+
+@dataclass
+class SandboxRecord:
+    id: str
+    name: str
+    namespace: str
+    uid: str
+    attempt: int
+    created_at: int  # nanoseconds since the epoch
+    config_b64: str  # serialized PodSandboxConfig
+    state: SandboxState = SandboxState.NOTREADY
+    host_network: bool = False
+    netns_path: str = ""  # the pinned bind mount of the infra container's network namespace
+    network_phase: NetworkPhase = NetworkPhase.NONE
+    network: NetworkAttachment | None = None
+    runtime_handler: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name_key(self) -> str:
+        """The identity kubelet gives a sandbox: one sandbox per (name, namespace, uid, attempt)."""
+        return name_key(self.name, self.namespace, self.uid, self.attempt)
+
+    @property
+    def ips(self) -> list[str]:
+        if self.network is None or self.network.result is None:
+            return []
+        return ips_of_result(self.network.result)
+
+    def to_json(self) -> bytes:
+        data = asdict(self)
+        data["state"] = self.state.value
+        data["network_phase"] = self.network_phase.value
+        return json.dumps(data, indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> SandboxRecord:
+        data = json.loads(raw)
+        data["state"] = SandboxState(data["state"])
+        data["network_phase"] = NetworkPhase(data["network_phase"])
+        if data.get("network") is not None:
+            net = data["network"]
+            net["cni_args"] = [tuple(pair) for pair in net["cni_args"]]
+            data["network"] = NetworkAttachment(**net)
+        return cls(**data)
+
+
+def name_key(name: str, namespace: str, uid: str, attempt: int) -> str:
+    return f"{name}_{namespace}_{uid}_{attempt}"
+
+
+def ips_of_result(result: dict[str, Any]) -> list[str]:
+    """Bare addresses from a CNI result: kubelet drops every IP if one carries a prefix length."""
+    return [str(ip["address"]).split("/", 1)[0] for ip in result.get("ips", [])]

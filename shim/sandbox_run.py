@@ -1,0 +1,208 @@
+"""RunPodSandbox: what dockershim's SetUpPod did, with every step undone on failure."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+
+from cnilib.types import NetworkConfigList
+from cri_api import api_pb2
+from shim.context import ShimContext
+from shim.cni_translate import capability_args, cni_args, resolv_conf
+from shim.errors import AlreadyExistsError, InfraRuntimeError, ShimError
+from shim.infra_runtime import InfraSpec
+from shim.netns_pin import pin, same_namespace, unpin
+from shim.pod_validation import validate_sandbox_config
+from shim.sandbox_record import NetworkPhase, SandboxRecord, SandboxState, name_key
+from shim.undo import UndoStack
+
+log = logging.getLogger(__name__)
+
+# Labels that let a restarted shim (or a person with `docker ps`) tell what a container is.
+# The io.kubernetes.* names are the ones cri-dockerd uses.
+LABEL_POD_NAME = "io.kubernetes.pod.name"
+LABEL_POD_NAMESPACE = "io.kubernetes.pod.namespace"
+LABEL_POD_UID = "io.kubernetes.pod.uid"
+LABEL_CONTAINER_TYPE = "io.kubernetes.docker.type"
+LABEL_CONTAINER_NAME = "io.kubernetes.container.name"
+LABEL_ATTEMPT = "io.cri-shim.attempt"
+
+
+def run_pod_sandbox(ctx: ShimContext, request: api_pb2.RunPodSandboxRequest) -> str:
+    config = request.config
+    # 1. name: validate, and hold the pod's identity so duplicate calls queue up.
+    validate_sandbox_config(config, request.runtime_handler)
+    meta = config.metadata
+    key = name_key(meta.name, meta.namespace, meta.uid, meta.attempt)
+    with ctx.store.locked(f"name:{key}"):
+        existing = ctx.store.find_by_name_key(key)
+        if existing is not None:
+            return _reuse(ctx, existing)
+        host_network = _host_network(config)
+        # Refuse before creating anything when pods cannot get a network.
+        network = None if host_network else ctx.network.current()
+
+        # 2. image: the infra image is pulled only when absent.
+        image = ctx.config.pod_infra_container_image
+        if not ctx.infra.image_present(image):
+            log.info("pulling infra image %s", image)
+            ctx.infra.pull_image(image)
+
+        # 3. create
+        spec = _infra_spec(ctx, config, image, host_network)
+        sandbox_id = ctx.infra.create(spec)
+        undo = UndoStack(f"sandbox {sandbox_id}")
+        undo.push("remove infra container", lambda: ctx.infra.remove(sandbox_id))
+        with ctx.store.locked(sandbox_id):
+            record = SandboxRecord(
+                id=sandbox_id,
+                name=meta.name,
+                namespace=meta.namespace,
+                uid=meta.uid,
+                attempt=meta.attempt,
+                created_at=time.time_ns(),
+                config_b64=base64.b64encode(config.SerializeToString()).decode(),
+                host_network=host_network,
+                runtime_handler=request.runtime_handler,
+                labels=dict(config.labels),
+                annotations=dict(config.annotations),
+            )
+            try:
+                _create_to_ready(ctx, record, config, network, undo)
+            except Exception as err:
+                _give_back(ctx, record, undo)
+                if isinstance(err, ShimError):
+                    raise
+                raise ShimError(f"failed to run pod sandbox {key}: {err}") from err
+            undo.commit()
+    log.info("sandbox %s: ready (%s/%s) ips=%s", sandbox_id, meta.namespace, meta.name, record.ips)
+    return sandbox_id
+
+
+def _create_to_ready(
+    ctx: ShimContext,
+    record: SandboxRecord,
+    config: api_pb2.PodSandboxConfig,
+    network: NetworkConfigList | None,
+    undo: UndoStack,
+) -> None:
+    sandbox_id = record.id
+    # 4. checkpoint: from here on a restarted shim knows this sandbox.
+    ctx.store.save(record)
+
+    # 5. start
+    ctx.infra.start(sandbox_id)
+    if config.HasField("dns_config") and not record.host_network:
+        ctx.infra.write_resolv_conf(sandbox_id, resolv_conf(config.dns_config))
+    if record.host_network:
+        _mark_ready(ctx, record)
+        return
+
+    # 6. netns: pin the namespace itself, so no later step depends on the pid staying ours.
+    pid = _running_pid(ctx, sandbox_id)
+    netns_path = ctx.netns_path(sandbox_id)
+    pin(pid, netns_path)
+    undo.push("unpin network namespace", lambda: unpin(netns_path))
+    after = ctx.infra.inspect(sandbox_id)
+    if after is None or after.pid != pid or not same_namespace(netns_path, f"/proc/{pid}/ns/net"):
+        raise InfraRuntimeError(f"infra container {sandbox_id} exited while its netns was pinned")
+    record.netns_path = netns_path
+
+    # 7. network: teardown is registered *before* ADD, since a failed ADD may hold an address.
+    assert network is not None, "a pod without host network always has a network chosen"
+    attachment = ctx.network.attachment_for(
+        network,
+        cni_args(config.metadata, sandbox_id),
+        capability_args(config, ctx.pod_cidrs.cidrs),
+    )
+    record.network = attachment
+    record.network_phase = NetworkPhase.PENDING
+    ctx.store.save(record)
+    undo.push(
+        "tear down network", lambda: ctx.network.teardown(sandbox_id, netns_path, attachment)
+    )
+    result = ctx.network.setup(sandbox_id, netns_path, attachment)
+    attachment.result = result.to_dict()
+    record.network_phase = NetworkPhase.ATTACHED
+
+    # 8. ready
+    _mark_ready(ctx, record)
+
+
+def _mark_ready(ctx: ShimContext, record: SandboxRecord) -> None:
+    record.state = SandboxState.READY
+    ctx.store.save(record)
+
+
+def _give_back(ctx: ShimContext, record: SandboxRecord, undo: UndoStack) -> None:
+    """Undo what the failed run acquired. If an undo failed, keep the checkpoint (NOTREADY,
+    network still PENDING) so that StopPodSandbox / RemovePodSandbox can finish the job."""
+    failures = undo.rollback()
+    if not failures:
+        ctx.store.delete(record.id)
+        return
+    record.state = SandboxState.NOTREADY
+    if not any(f.startswith("tear down network") for f in failures):
+        record.network_phase = NetworkPhase.DETACHED if record.network else NetworkPhase.NONE
+    try:
+        ctx.store.save(record)
+    except OSError as err:
+        log.error("sandbox %s: failed to keep its checkpoint after a failed undo: %s",
+                  record.id, err)
+
+
+def _reuse(ctx: ShimContext, existing: SandboxRecord) -> str:
+    """A retried RunPodSandbox (kubelet's own call timed out) gets the sandbox it asked for, as
+    CRI-O does, rather than a "name is reserved" error that makes kubelet wait and retry."""
+    state = ctx.infra.inspect(existing.id)
+    if existing.state is SandboxState.READY and state is not None and state.running:
+        log.info("sandbox %s: RunPodSandbox repeated for %s, returning it", existing.id,
+                 existing.name_key)
+        return existing.id
+    raise AlreadyExistsError(
+        f"pod sandbox name {existing.name_key} is reserved for sandbox {existing.id}, "
+        "which is not ready; stop and remove it first"
+    )
+
+
+def _host_network(config: api_pb2.PodSandboxConfig) -> bool:
+    options = config.linux.security_context.namespace_options
+    return bool(options.network == api_pb2.NODE)
+
+
+def _infra_spec(
+    ctx: ShimContext, config: api_pb2.PodSandboxConfig, image: str, host_network: bool
+) -> InfraSpec:
+    meta = config.metadata
+    options = config.linux.security_context.namespace_options
+    labels = dict(config.labels)
+    labels.update(
+        {
+            LABEL_POD_NAME: meta.name,
+            LABEL_POD_NAMESPACE: meta.namespace,
+            LABEL_POD_UID: meta.uid,
+            LABEL_ATTEMPT: str(meta.attempt),
+            LABEL_CONTAINER_TYPE: "podsandbox",
+            LABEL_CONTAINER_NAME: "POD",
+        }
+    )
+    return InfraSpec(
+        name=f"k8s_POD_{meta.name}_{meta.namespace}_{meta.uid}_{meta.attempt}",
+        image=image,
+        hostname=config.hostname,
+        labels=labels,
+        host_network=host_network,
+        oom_score_adj=ctx.infra_oom_score_adj,
+        host_pid=options.pid == api_pb2.NODE,
+        host_ipc=options.ipc == api_pb2.NODE,
+        cgroup_parent=config.linux.cgroup_parent,
+        sysctls=dict(config.linux.sysctls),
+    )
+
+
+def _running_pid(ctx: ShimContext, sandbox_id: str) -> int:
+    state = ctx.infra.inspect(sandbox_id)
+    if state is None or not state.running or state.pid <= 0:
+        raise InfraRuntimeError(f"infra container {sandbox_id} is not running after start")
+    return state.pid

@@ -1,0 +1,112 @@
+"""PodSandboxStatus and ListPodSandbox: what the checkpoint says, corrected by what Docker says
+(a READY sandbox whose infra container died is NOTREADY, so kubelet recreates it)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+from cri_api import api_pb2
+from shim.context import ShimContext
+from shim.errors import NotFoundError
+from shim.sandbox_record import SandboxRecord, SandboxState
+
+
+def pod_sandbox_status(
+    ctx: ShimContext, sandbox_id: str, verbose: bool
+) -> api_pb2.PodSandboxStatusResponse:
+    full_id = ctx.store.resolve(sandbox_id)  # NOT_FOUND for an absent sandbox: kubelet checks
+    record = ctx.store.get(full_id)
+    if record is None:  # removed between the two look-ups
+        raise NotFoundError(f"pod sandbox {sandbox_id!r} not found")
+    infra = ctx.infra.inspect(full_id)
+    running = infra is not None and infra.running
+    status = api_pb2.PodSandboxStatus(
+        id=record.id,
+        metadata=_metadata(record),
+        state=_state(record, running),
+        created_at=record.created_at,
+        labels=record.labels,
+        annotations=record.annotations,
+        runtime_handler=record.runtime_handler,
+    )
+    ips = record.ips
+    if ips and _state(record, running) == api_pb2.SANDBOX_READY:
+        status.network.ip = ips[0]
+        status.network.additional_ips.extend(api_pb2.PodIP(ip=ip) for ip in ips[1:])
+    options = status.linux.namespaces.options
+    config = _config(record)
+    ns_config = config.linux.security_context.namespace_options
+    options.network = api_pb2.NODE if record.host_network else api_pb2.POD
+    options.pid = api_pb2.NODE if ns_config.pid == api_pb2.NODE else api_pb2.CONTAINER
+    options.ipc = api_pb2.NODE if ns_config.ipc == api_pb2.NODE else api_pb2.POD
+    response = api_pb2.PodSandboxStatusResponse(status=status, timestamp=time.time_ns())
+    if verbose:
+        response.info["info"] = json.dumps(_verbose_info(record, infra is not None, running))
+    return response
+
+
+def list_pod_sandbox(
+    ctx: ShimContext, request: api_pb2.ListPodSandboxRequest
+) -> api_pb2.ListPodSandboxResponse:
+    flt = request.filter if request.HasField("filter") else None
+    running = {c.id for c in ctx.infra.list_infra() if c.running}
+    items = []
+    for record in sorted(ctx.store.all(), key=lambda r: r.created_at):
+        state = _state(record, record.id in running)
+        if flt is not None:
+            if flt.id and not record.id.startswith(flt.id):
+                continue
+            if flt.HasField("state") and flt.state.state != state:
+                continue
+            if any(record.labels.get(k) != v for k, v in flt.label_selector.items()):
+                continue
+        items.append(
+            api_pb2.PodSandbox(
+                id=record.id,
+                metadata=_metadata(record),
+                state=state,
+                created_at=record.created_at,
+                labels=record.labels,
+                annotations=record.annotations,
+                runtime_handler=record.runtime_handler,
+            )
+        )
+    return api_pb2.ListPodSandboxResponse(items=items)
+
+
+def _state(record: SandboxRecord, running: bool) -> api_pb2.PodSandboxState.ValueType:
+    if record.state is SandboxState.READY and running:
+        return api_pb2.SANDBOX_READY
+    return api_pb2.SANDBOX_NOTREADY
+
+
+def _metadata(record: SandboxRecord) -> api_pb2.PodSandboxMetadata:
+    return api_pb2.PodSandboxMetadata(
+        name=record.name, namespace=record.namespace, uid=record.uid, attempt=record.attempt
+    )
+
+
+def _config(record: SandboxRecord) -> api_pb2.PodSandboxConfig:
+    config = api_pb2.PodSandboxConfig()
+    config.ParseFromString(base64.b64decode(record.config_b64))
+    return config
+
+
+def _verbose_info(record: SandboxRecord, exists: bool, running: bool) -> dict[str, Any]:
+    network = record.network
+    return {
+        "sandboxID": record.id,
+        "state": record.state.value,
+        "infraContainer": {"exists": exists, "running": running},
+        "netnsPath": record.netns_path,
+        "hostNetwork": record.host_network,
+        "networkPhase": record.network_phase.value,
+        "cniNetwork": network.network_name if network else None,
+        "cniConfigFile": network.conf_source if network else None,
+        "cniArgs": dict(network.cni_args) if network else None,
+        "cniCapabilityArgs": network.capability_args if network else None,
+        "cniResult": network.result if network else None,
+    }

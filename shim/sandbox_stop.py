@@ -1,0 +1,51 @@
+"""StopPodSandbox: CNI DEL of the same chain in reverse, then stop the infra container.
+
+Idempotent and called several times by kubelet; an unknown id is a success (the sandbox may
+already be removed). Works when the infra container is already dead and after a restart,
+because DEL needs only the checkpoint and the pinned namespace, never the container's pid."""
+
+from __future__ import annotations
+
+import logging
+
+from shim.context import ShimContext
+from shim.errors import NotFoundError
+from shim.netns_pin import unpin
+from shim.sandbox_record import NetworkPhase, SandboxRecord, SandboxState
+
+log = logging.getLogger(__name__)
+
+# The pause program exits on SIGTERM at once; the grace period only matters for a foreign image.
+INFRA_STOP_TIMEOUT_S = 10
+
+
+def stop_pod_sandbox(ctx: ShimContext, sandbox_id: str) -> None:
+    try:
+        full_id = ctx.store.resolve(sandbox_id)
+    except NotFoundError:
+        log.info("sandbox %s: StopPodSandbox for an unknown sandbox, nothing to do", sandbox_id)
+        return
+    with ctx.store.locked(full_id):
+        record = ctx.store.get(full_id)
+        if record is not None:
+            stop_locked(ctx, record)
+
+
+def stop_locked(ctx: ShimContext, record: SandboxRecord) -> None:
+    """Stop a sandbox whose lock the caller holds. Each step is recorded as it completes, so a
+    call that fails half way resumes where it stopped."""
+    # 1. network: DEL while the namespace is still pinned.
+    if record.network_phase in (NetworkPhase.PENDING, NetworkPhase.ATTACHED):
+        assert record.network is not None
+        ctx.network.teardown(record.id, record.netns_path, record.network)
+        record.network_phase = NetworkPhase.DETACHED
+        ctx.store.save(record)
+    # 2. the namespace pin: nothing in it is ours any more.
+    if record.netns_path:
+        unpin(record.netns_path)
+    # 3. the infra container
+    ctx.infra.stop(record.id, INFRA_STOP_TIMEOUT_S)
+    if record.state is not SandboxState.NOTREADY:
+        record.state = SandboxState.NOTREADY
+        ctx.store.save(record)
+    log.info("sandbox %s: stopped", record.id)

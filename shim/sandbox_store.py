@@ -1,0 +1,103 @@
+"""The sandboxes the shim knows: an in-memory index over one checkpoint file per sandbox.
+
+Every change is written through to `<root>/sandboxes/<id>.json` before the call returns, so a
+shim killed at any point restarts knowing every sandbox it may have left resources for.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from shim.atomic import remove_file, write_atomic
+from shim.errors import InvalidArgumentError, NotFoundError
+from shim.sandbox_record import SandboxRecord
+
+log = logging.getLogger(__name__)
+
+
+class SandboxStore:
+    def __init__(self, root_directory: str) -> None:
+        self._dir = os.path.join(root_directory, "sandboxes")
+        os.makedirs(self._dir, mode=0o700, exist_ok=True)
+        self._records: dict[str, SandboxRecord] = {}
+        self._guard = threading.Lock()
+        # One lock per sandbox id and per pod identity: calls for different pods run in
+        # parallel, calls for the same pod queue up (kubelet does send duplicates).
+        self._locks: dict[str, threading.Lock] = {}
+
+    def load(self) -> list[SandboxRecord]:
+        """Read every checkpoint; a corrupt one is logged and kept on disk for a person."""
+        loaded = []
+        for entry in sorted(os.listdir(self._dir)):
+            if not entry.endswith(".json") or entry.startswith("."):
+                continue
+            path = os.path.join(self._dir, entry)
+            try:
+                with open(path, "rb") as f:
+                    record = SandboxRecord.from_json(f.read())
+            except (OSError, ValueError, TypeError, KeyError) as err:
+                log.error("skipping unreadable sandbox checkpoint %s: %s", path, err)
+                continue
+            loaded.append(record)
+        with self._guard:
+            for record in loaded:
+                self._records[record.id] = record
+        return loaded
+
+    def save(self, record: SandboxRecord) -> None:
+        write_atomic(self._path(record.id), record.to_json())
+        with self._guard:
+            self._records[record.id] = record
+
+    def delete(self, sandbox_id: str) -> None:
+        remove_file(self._path(sandbox_id))
+        with self._guard:
+            self._records.pop(sandbox_id, None)
+            # A caller still waiting on the old lock finds no record and does nothing.
+            self._locks.pop(sandbox_id, None)
+
+    def get(self, sandbox_id: str) -> SandboxRecord | None:
+        with self._guard:
+            return self._records.get(sandbox_id)
+
+    def all(self) -> list[SandboxRecord]:
+        with self._guard:
+            return list(self._records.values())
+
+    def find_by_name_key(self, key: str) -> SandboxRecord | None:
+        with self._guard:
+            for record in self._records.values():
+                if record.name_key == key:
+                    return record
+        return None
+
+    def resolve(self, id_or_prefix: str) -> str:
+        """The full id for an id or a unique prefix of one (crictl prints 13-character ids)."""
+        if not id_or_prefix:
+            raise InvalidArgumentError("pod sandbox id is empty")
+        with self._guard:
+            if id_or_prefix in self._records:
+                return id_or_prefix
+            matches = [i for i in self._records if i.startswith(id_or_prefix)]
+        if not matches:
+            raise NotFoundError(f"pod sandbox {id_or_prefix!r} not found")
+        if len(matches) > 1:
+            raise InvalidArgumentError(
+                f"pod sandbox id prefix {id_or_prefix!r} is ambiguous: it matches {len(matches)}"
+                " sandboxes"
+            )
+        return matches[0]
+
+    @contextmanager
+    def locked(self, key: str) -> Iterator[None]:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    def _path(self, sandbox_id: str) -> str:
+        return os.path.join(self._dir, f"{sandbox_id}.json")

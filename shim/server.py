@@ -1,0 +1,53 @@
+"""The gRPC server on a unix socket, with reflection and the standard health service."""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cri_api import api_pb2, api_pb2_grpc
+from shim.context import ShimContext
+from shim.servicer import ImageService, RuntimeService
+
+log = logging.getLogger(__name__)
+
+# kubelet issues many calls at once (ListPodSandbox every second, status per pod, parallel
+# RunPodSandbox): enough workers that a slow CNI ADD never starves the cheap calls.
+MAX_WORKERS = 64
+
+
+def build_server(ctx: ShimContext) -> grpc.Server:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="rpc"))
+    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(ctx), server)
+    api_pb2_grpc.add_ImageServiceServicer_to_server(ImageService(ctx), server)
+
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    services = [s.full_name for s in api_pb2.DESCRIPTOR.services_by_name.values()]
+    for name in ["", *services]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    reflection.enable_server_reflection(
+        [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME],
+        server,
+    )
+    socket_path = ctx.config.socket_path
+    os.makedirs(os.path.dirname(socket_path) or ".", exist_ok=True)
+    if os.path.exists(socket_path):
+        os.unlink(socket_path)  # a socket left by a killed shim would make the bind fail
+    # The socket must never be reachable by other users, not even for a moment: create it
+    # under a umask that yields mode 0660 instead of chmod'ing it afterwards.
+    old_umask = os.umask(0o117)
+    try:
+        server.add_insecure_port(f"unix://{socket_path}")
+        server.start()
+    finally:
+        os.umask(old_umask)
+    log.info("serving CRI v1 on unix://%s", socket_path)
+    return server

@@ -1,0 +1,119 @@
+"""The gRPC servicers: a few lines per RPC, all behaviour lives in the per-verb modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from cri_api import api_pb2, api_pb2_grpc
+from shim import images, runtime_info
+from shim.context import ShimContext
+from shim.grpc_errors import maps_errors, unimplemented
+from shim.sandbox_remove import remove_pod_sandbox
+from shim.sandbox_run import run_pod_sandbox
+from shim.sandbox_status import list_pod_sandbox, pod_sandbox_status
+from shim.sandbox_stop import stop_pod_sandbox
+
+Ctx = grpc.ServicerContext
+
+
+class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
+    def __init__(self, ctx: ShimContext) -> None:
+        self._ctx = ctx
+
+    @maps_errors
+    def Version(self, request: api_pb2.VersionRequest, context: Ctx) -> api_pb2.VersionResponse:
+        return runtime_info.version()
+
+    @maps_errors
+    def Status(self, request: api_pb2.StatusRequest, context: Ctx) -> api_pb2.StatusResponse:
+        return runtime_info.status(self._ctx, request.verbose)
+
+    @maps_errors
+    def UpdateRuntimeConfig(
+        self, request: api_pb2.UpdateRuntimeConfigRequest, context: Ctx
+    ) -> api_pb2.UpdateRuntimeConfigResponse:
+        runtime_info.update_runtime_config(self._ctx, request)
+        return api_pb2.UpdateRuntimeConfigResponse()
+
+    @maps_errors
+    def RunPodSandbox(
+        self, request: api_pb2.RunPodSandboxRequest, context: Ctx
+    ) -> api_pb2.RunPodSandboxResponse:
+        return api_pb2.RunPodSandboxResponse(pod_sandbox_id=run_pod_sandbox(self._ctx, request))
+
+    @maps_errors
+    def StopPodSandbox(
+        self, request: api_pb2.StopPodSandboxRequest, context: Ctx
+    ) -> api_pb2.StopPodSandboxResponse:
+        stop_pod_sandbox(self._ctx, request.pod_sandbox_id)
+        return api_pb2.StopPodSandboxResponse()
+
+    @maps_errors
+    def RemovePodSandbox(
+        self, request: api_pb2.RemovePodSandboxRequest, context: Ctx
+    ) -> api_pb2.RemovePodSandboxResponse:
+        remove_pod_sandbox(self._ctx, request.pod_sandbox_id)
+        return api_pb2.RemovePodSandboxResponse()
+
+    @maps_errors
+    def PodSandboxStatus(
+        self, request: api_pb2.PodSandboxStatusRequest, context: Ctx
+    ) -> api_pb2.PodSandboxStatusResponse:
+        return pod_sandbox_status(self._ctx, request.pod_sandbox_id, request.verbose)
+
+    @maps_errors
+    def ListPodSandbox(
+        self, request: api_pb2.ListPodSandboxRequest, context: Ctx
+    ) -> api_pb2.ListPodSandboxResponse:
+        return list_pod_sandbox(self._ctx, request)
+
+
+class ImageService(api_pb2_grpc.ImageServiceServicer):
+    def __init__(self, ctx: ShimContext) -> None:
+        self._ctx = ctx
+
+    @maps_errors
+    def ListImages(
+        self, request: api_pb2.ListImagesRequest, context: Ctx
+    ) -> api_pb2.ListImagesResponse:
+        return images.list_images(self._ctx, request)
+
+    @maps_errors
+    def ImageStatus(
+        self, request: api_pb2.ImageStatusRequest, context: Ctx
+    ) -> api_pb2.ImageStatusResponse:
+        return images.image_status(self._ctx, request)
+
+    @maps_errors
+    def PullImage(
+        self, request: api_pb2.PullImageRequest, context: Ctx
+    ) -> api_pb2.PullImageResponse:
+        return images.pull_image(self._ctx, request)
+
+    @maps_errors
+    def RemoveImage(
+        self, request: api_pb2.RemoveImageRequest, context: Ctx
+    ) -> api_pb2.RemoveImageResponse:
+        images.remove_image(self._ctx, request)
+        return api_pb2.RemoveImageResponse()
+
+    @maps_errors
+    def ImageFsInfo(
+        self, request: api_pb2.ImageFsInfoRequest, context: Ctx
+    ) -> api_pb2.ImageFsInfoResponse:
+        return images.image_fs_info(self._ctx)
+
+
+def _fill_unimplemented(servicer: type[Any], service_name: str) -> None:
+    """Every RPC of the service that the class does not define answers UNIMPLEMENTED naming
+    itself, instead of the generated stub's anonymous "Method not implemented!"."""
+    service = api_pb2.DESCRIPTOR.services_by_name[service_name]
+    for method in service.methods:
+        if method.name not in servicer.__dict__:
+            setattr(servicer, method.name, unimplemented(service.full_name, method.name))
+
+
+_fill_unimplemented(RuntimeService, "RuntimeService")
+_fill_unimplemented(ImageService, "ImageService")
