@@ -1,0 +1,328 @@
+"""bridge: attach the container to a host bridge through a veth pair.
+
+Drop-in for the reference plugin (plugins/main/bridge): same configuration keys and defaults
+(bridge ``cni0``; ``isDefaultGateway`` implies ``isGateway``; hairpin and promiscuous mode are
+mutually exclusive), IPAM delegated to ``ipam.type``, result interfaces ordered
+[bridge, host veth, container veth] with IPs pointing at index 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from netplugins import delegation, errors, skel
+from netplugins.iptables import IPTables, chain_name, comment
+from netplugins.result import normalize
+
+if TYPE_CHECKING:
+    from netplugins.netlink import Namespace
+
+DEFAULT_BRIDGE = "cni0"
+
+
+@dataclass
+class BridgeConf:
+    network: str
+    bridge: str = DEFAULT_BRIDGE
+    is_gateway: bool = False
+    is_default_gateway: bool = False
+    force_address: bool = False
+    ip_masq: bool = False
+    mtu: int = 0
+    hairpin_mode: bool = False
+    promisc_mode: bool = False
+    vlan: int = 0
+    ipam_type: str = ""
+    mac: str = ""
+    dns: dict[str, Any] = field(default_factory=dict)
+
+
+def _bool(netconf: dict[str, Any], key: str) -> bool:
+    value = netconf.get(key, False)
+    if not isinstance(value, bool):
+        raise errors.ConfigError(f"failed to load bridge config: {key!r} must be a boolean")
+    return value
+
+
+def load_conf(netconf: dict[str, Any]) -> BridgeConf:
+    name = netconf.get("name")
+    if not name:
+        raise errors.ConfigError("failed to load bridge config: missing network 'name'")
+    conf = BridgeConf(
+        network=str(name),
+        bridge=str(netconf.get("bridge") or DEFAULT_BRIDGE),
+        is_gateway=_bool(netconf, "isGateway"),
+        is_default_gateway=_bool(netconf, "isDefaultGateway"),
+        force_address=_bool(netconf, "forceAddress"),
+        ip_masq=_bool(netconf, "ipMasq"),
+        mtu=int(netconf.get("mtu") or 0),
+        hairpin_mode=_bool(netconf, "hairpinMode"),
+        promisc_mode=_bool(netconf, "promiscMode"),
+        vlan=int(netconf.get("vlan") or 0),
+        ipam_type=str((netconf.get("ipam") or {}).get("type") or ""),
+        mac=str((netconf.get("runtimeConfig") or {}).get("mac") or ""),
+        dns=dict(netconf.get("dns") or {}),
+    )
+    if len(conf.bridge) > 15:
+        raise errors.ConfigError(f"bridge name {conf.bridge!r} is longer than 15 characters")
+    if conf.is_default_gateway:
+        conf.is_gateway = True
+    if conf.hairpin_mode and conf.promisc_mode:
+        raise errors.ConfigError("cannot set hairpin mode and promiscuous mode at the same time")
+    if conf.vlan < 0 or conf.vlan > 4094:
+        raise errors.ConfigError(f"invalid VLAN ID {conf.vlan} (must be between 0 and 4094)")
+    return conf
+
+
+def _host_veth_name() -> str:
+    return "veth" + os.urandom(4).hex()
+
+
+def _default_net(version: int) -> str:
+    return "0.0.0.0/0" if version == 4 else "::/0"
+
+
+def _add_default_routes(result: dict[str, Any]) -> None:
+    """isDefaultGateway: a default route per IP family via that family's gateway."""
+    routes = result.setdefault("routes", [])
+    for ip in result.get("ips") or []:
+        gw = ip.get("gateway")
+        if not gw:
+            continue
+        dst = _default_net(ipaddress.ip_interface(ip["address"]).version)
+        existing = [
+            r for r in routes if ipaddress.ip_network(r["dst"]) == ipaddress.ip_network(dst)
+        ]
+        for route in existing:
+            if route.get("gw") and route["gw"] != gw:
+                raise errors.ConfigError(
+                    "isDefaultGateway ineffective because IPAM sets default route via "
+                    f"{route['gw']}"
+                )
+        if not any(r.get("gw") == gw for r in existing):
+            routes.append({"dst": dst, "gw": gw})
+
+
+def _configure_container(ns: Namespace, ifname: str, result: dict[str, Any]) -> None:
+    """Addresses, then routes (gateway defaults to the IP's of the same family), then up."""
+    from netplugins import netlink
+
+    ips = result.get("ips") or []
+    if any(ipaddress.ip_interface(ip["address"]).version == 6 for ip in ips):
+        # The reference disables DAD by default: a fresh veth cannot collide and waiting for
+        # DAD would delay the pod's first packets.
+        for key in ("accept_dad", "disable_ipv6"):
+            value = "0"
+            with contextlib.suppress(errors.NetPluginError):
+                netlink.write_sysctl(f"net.ipv6.conf.{ifname}.{key}", value, ns.path)
+    for ip in ips:
+        ns.ensure_address(ifname, ip["address"])
+    ns.set_up(ifname)
+    for route in result.get("routes") or []:
+        version = ipaddress.ip_network(route["dst"], strict=False).version
+        gw = route.get("gw")
+        if not gw:
+            gw = next(
+                (
+                    ip.get("gateway")
+                    for ip in ips
+                    if ipaddress.ip_interface(ip["address"]).version == version
+                ),
+                None,
+            )
+        ns.ensure_route(route["dst"], gw, ifname)
+
+
+def _ensure_gateway_address(host: Namespace, conf: BridgeConf, gw_cidr: str) -> None:
+    """The bridge holds the gateway address (reference ensureAddr, incl. forceAddress)."""
+    want = ipaddress.ip_interface(gw_cidr)
+    for existing_cidr in host.addresses(conf.bridge):
+        existing = ipaddress.ip_interface(existing_cidr)
+        if existing.version != want.version:
+            continue
+        if existing.ip == want.ip:
+            return
+        if want.version == 6 and existing.ip.is_link_local:
+            continue
+        # IPv4: one address per bridge; IPv6: several unless the subnets overlap.
+        if want.version == 4 or existing.network.overlaps(want.network):
+            if not conf.force_address:
+                raise errors.NetPluginError(
+                    f"{conf.bridge!r} already has an IP address different from {want}"
+                )
+            host.delete_address(conf.bridge, existing_cidr)
+    host.ensure_address(conf.bridge, gw_cidr)
+
+
+def _setup_masquerade(conf: BridgeConf, container_id: str, ips: list[dict[str, Any]]) -> None:
+    chain = chain_name(conf.network, container_id)
+    note = comment(conf.network, container_id)
+    for ip in ips:
+        iface = ipaddress.ip_interface(ip["address"])
+        ipt = IPTables(iface.version)
+        multicast = "224.0.0.0/4" if iface.version == 4 else "ff00::/8"
+        ipt.ensure_chain("nat", chain)
+        ipt.append_unique(
+            "nat",
+            chain,
+            ["-d", str(iface.network), "-m", "comment", "--comment", note, "-j", "ACCEPT"],
+        )
+        ipt.append_unique(
+            "nat",
+            chain,
+            ["!", "-d", multicast, "-m", "comment", "--comment", note, "-j", "MASQUERADE"],
+        )
+        ipt.append_unique(
+            "nat",
+            "POSTROUTING",
+            ["-s", str(iface.ip), "-m", "comment", "--comment", note, "-j", chain],
+        )
+
+
+def _teardown_masquerade(conf: BridgeConf, container_id: str) -> None:
+    """Remove exactly this container's POSTROUTING jumps (matched by comment) and chain."""
+    chain = chain_name(conf.network, container_id)
+    note = comment(conf.network, container_id)
+    for version in (4, 6):
+        ipt = IPTables(version)
+        ipt.delete_rules_with_comment("nat", "POSTROUTING", note)
+        ipt.delete_chain("nat", chain)
+
+
+def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
+    from netplugins import netlink
+
+    conf = load_conf(args.netconf)
+    with netlink.Namespace() as host, netlink.Namespace(args.netns) as cont:
+        bridge = host.ensure_bridge(conf.bridge, conf.mtu, vlan_filtering=conf.vlan != 0)
+        if conf.promisc_mode and not bridge.promisc:
+            host.set_flag(conf.bridge, netlink.IFF_PROMISC, True)
+        if cont.link(args.ifname) is not None:
+            raise errors.NetPluginError(
+                f"container veth name {args.ifname!r} already exists in {args.netns}"
+            )
+        host_veth = _host_veth_name()
+        host.create_veth(host_veth, args.ifname, cont, mtu=conf.mtu)
+        try:
+            if conf.mac:
+                cont.set_mac(args.ifname, conf.mac)
+            host.set_master(host_veth, conf.bridge)
+            host.set_up(host_veth)
+            if conf.hairpin_mode:
+                host.set_hairpin(host_veth, True)
+            if conf.vlan:
+                host.add_bridge_vlan(host_veth, conf.vlan)
+            result: dict[str, Any] = {}
+            if conf.ipam_type:
+                ipam_result = delegation.delegate("ADD", conf.ipam_type, args.netconf, args)
+                assert ipam_result is not None
+                result = normalize(ipam_result)
+            try:
+                _finish_add(conf, args, host, cont, host_veth, result)
+            except Exception:
+                if conf.ipam_type:
+                    delegation.delegate("DEL", conf.ipam_type, args.netconf, args)
+                raise
+        except Exception:
+            cont.delete_link(args.ifname)
+            raise
+        return result
+
+
+def _finish_add(
+    conf: BridgeConf,
+    args: skel.CmdArgs,
+    host: Namespace,
+    cont: Namespace,
+    host_veth: str,
+    result: dict[str, Any],
+) -> None:
+    from netplugins import netlink
+
+    ips = result.get("ips") or []
+    if conf.ipam_type and not ips:
+        raise errors.NetPluginError("IPAM plugin returned missing IP config")
+    for ip in ips:
+        ip["interface"] = 2
+    if conf.is_default_gateway:
+        _add_default_routes(result)
+    if ips:
+        _configure_container(cont, args.ifname, result)
+    if conf.is_gateway:
+        for ip in ips:
+            gw = ip.get("gateway")
+            if not gw:
+                continue
+            prefix = ipaddress.ip_interface(ip["address"]).network.prefixlen
+            _ensure_gateway_address(host, conf, f"{gw}/{prefix}")
+            forward = "net.ipv4.ip_forward" if ":" not in gw else "net.ipv6.conf.all.forwarding"
+            if netlink.read_sysctl(forward) != "1":
+                netlink.write_sysctl(forward, "1")
+    if conf.ip_masq and ips:
+        _setup_masquerade(conf, args.container_id, ips)
+    # Re-read: the bridge's MAC follows its ports and may have changed (reference does too).
+    bridge = host.require_link(conf.bridge)
+    veth = host.require_link(host_veth)
+    inner = cont.require_link(args.ifname)
+    result["interfaces"] = [
+        {"name": bridge.name, "mac": bridge.mac},
+        {"name": veth.name, "mac": veth.mac},
+        {"name": inner.name, "mac": inner.mac, "sandbox": args.netns},
+    ]
+    result["dns"] = conf.dns
+    result.setdefault("routes", [])
+
+
+def cmd_del(args: skel.CmdArgs) -> None:
+    from netplugins import netlink
+
+    conf = load_conf(args.netconf)
+    # IPAM first: the address must be released even when the namespace is gone
+    # (SEED-NOTES "known pain": leaked addresses after reboots).
+    if conf.ipam_type:
+        delegation.delegate("DEL", conf.ipam_type, args.netconf, args)
+    if args.netns and netlink.netns_exists(args.netns):
+        try:
+            with netlink.Namespace(args.netns) as cont:
+                cont.delete_link(args.ifname)  # removes the host end too
+        except netlink.NamespaceGone:
+            pass
+    if conf.ip_masq:
+        _teardown_masquerade(conf, args.container_id)
+
+
+def cmd_check(args: skel.CmdArgs) -> None:
+    from netplugins import netlink
+
+    conf = load_conf(args.netconf)
+    prev = args.netconf.get("prevResult")
+    if not isinstance(prev, dict):
+        raise errors.CheckFailed("bridge: CHECK requires a prevResult")
+    prev = normalize(prev)
+    if conf.ipam_type:
+        delegation.delegate("CHECK", conf.ipam_type, args.netconf, args)
+    with netlink.Namespace() as host, netlink.Namespace(args.netns) as cont:
+        bridge = host.link(conf.bridge)
+        if bridge is None or bridge.kind != "bridge":
+            raise errors.CheckFailed(f"bridge {conf.bridge} is missing")
+        inner = cont.link(args.ifname)
+        if inner is None or inner.kind != "veth":
+            raise errors.CheckFailed(f"veth {args.ifname} is missing in {args.netns}")
+        peer = host.link_by_index(inner.peer_index)
+        if peer is None or peer.master != bridge.index:
+            raise errors.CheckFailed(f"the host end of {args.ifname} is not on {conf.bridge}")
+        have = {ipaddress.ip_interface(a) for a in cont.addresses(args.ifname)}
+        for ip in prev.get("ips") or []:
+            if ipaddress.ip_interface(ip["address"]) not in have:
+                raise errors.CheckFailed(f"address {ip['address']} missing on {args.ifname}")
+
+
+PLUGIN = skel.PluginSpec(name="bridge", add=cmd_add, delete=cmd_del, check=cmd_check)
+
+
+def main() -> None:
+    skel.main(PLUGIN)

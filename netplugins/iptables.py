@@ -1,0 +1,101 @@
+"""A thin, idempotent wrapper over the ``iptables`` / ``ip6tables`` commands.
+
+The reference plugins drive the same commands (go-iptables execs them), so rules made by either
+family look the same to an operator and to each other. ``-w`` waits for the xtables lock that
+concurrent plugins contend for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import subprocess
+
+from netplugins.errors import IptablesFailure
+
+# libcni/plugins utils: chain names are "CNI-" + prefix + hex(sha512(name + id)), cut to 28.
+MAX_CHAIN_LENGTH = 28
+
+
+def chain_name(network: str, container_id: str, prefix: str = "") -> str:
+    head = "CNI-" + prefix
+    digest = hashlib.sha512((network + container_id).encode()).hexdigest()
+    return head + digest[: MAX_CHAIN_LENGTH - len(head)]
+
+
+def comment(network: str, container_id: str) -> str:
+    """The reference's rule comment: ``name: "<net>" id: "<container id>"``."""
+    return f'name: "{network}" id: "{container_id}"'
+
+
+class IPTables:
+    def __init__(self, version: int = 4) -> None:
+        self.binary = "iptables" if version == 4 else "ip6tables"
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [self.binary, "-w", "5", *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise IptablesFailure(
+                f"failed to run {shlex.join(cmd)}", proc.stderr.strip() or f"exit {proc.returncode}"
+            )
+        return proc
+
+    def chain_exists(self, table: str, chain: str) -> bool:
+        return self._run("-t", table, "-S", chain, "1", check=False).returncode == 0
+
+    def ensure_chain(self, table: str, chain: str) -> None:
+        if self.chain_exists(table, chain):
+            return
+        proc = self._run("-t", table, "-N", chain, check=False)
+        if proc.returncode != 0 and not self.chain_exists(table, chain):
+            raise IptablesFailure(f"failed to create chain {table}/{chain}", proc.stderr.strip())
+
+    def exists(self, table: str, chain: str, rule: list[str]) -> bool:
+        return self._run("-t", table, "-C", chain, *rule, check=False).returncode == 0
+
+    def append_unique(self, table: str, chain: str, rule: list[str]) -> None:
+        if not self.exists(table, chain, rule):
+            self._run("-t", table, "-A", chain, *rule)
+
+    def insert_unique(self, table: str, chain: str, rule: list[str], position: int = 1) -> None:
+        if not self.exists(table, chain, rule):
+            self._run("-t", table, "-I", chain, str(position), *rule)
+
+    def delete_rule(self, table: str, chain: str, rule: list[str]) -> None:
+        """Delete every copy of ``rule``; absent rule or chain is fine."""
+        while self.exists(table, chain, rule):
+            self._run("-t", table, "-D", chain, *rule)
+
+    def rules(self, table: str, chain: str) -> list[list[str]]:
+        """The chain's rules as argument lists, without the leading ``-A <chain>``."""
+        proc = self._run("-t", table, "-S", chain, check=False)
+        if proc.returncode != 0:
+            return []
+        out = []
+        for line in proc.stdout.splitlines():
+            words = shlex.split(line)
+            if len(words) >= 2 and words[0] == "-A":
+                out.append(words[2:])
+        return out
+
+    def delete_rules_with_comment(self, table: str, chain: str, text: str) -> None:
+        for rule in self.rules(table, chain):
+            if _has_comment(rule, text):
+                self._run("-t", table, "-D", chain, *rule, check=False)
+
+    def delete_chain(self, table: str, chain: str) -> None:
+        """Flush and remove ``chain``; a chain that is already gone is fine."""
+        if not self.chain_exists(table, chain):
+            return
+        self._run("-t", table, "-F", chain, check=False)
+        proc = self._run("-t", table, "-X", chain, check=False)
+        if proc.returncode != 0 and self.chain_exists(table, chain):
+            raise IptablesFailure(f"failed to delete chain {table}/{chain}", proc.stderr.strip())
+
+
+def _has_comment(rule: list[str], text: str) -> bool:
+    return any(
+        rule[i] == "--comment" and i + 1 < len(rule) and rule[i + 1] == text
+        for i in range(len(rule))
+    )

@@ -1,0 +1,367 @@
+"""The only module of netplugins that imports pyroute2.
+
+Everything here is idempotent where the name says ``ensure_``: "already exists" (EEXIST) is
+success, "not there" (ENODEV/ESRCH/EADDRNOTAVAIL) on delete is success, so ADD can be retried
+and DEL repeated (SPEC "DEL": must succeed when resources are already gone).
+
+A plugin is a short-lived separate process (or a forked child of the warm worker), so it may
+switch its own network namespace: :func:`entered` does ``setns(2)`` and always returns to the
+namespace it came from. A netlink socket stays bound to the namespace it was created in, which
+is how :class:`Namespace` talks to a container namespace while the process sits in the host's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import ipaddress
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from netplugins.errors import NetlinkFailure, NetPluginError
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# The kernel's answers that mean "already there" / "already gone".
+_EXISTS = (errno.EEXIST,)
+_GONE = (errno.ENODEV, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENXIO)
+
+AF_INET = 2
+AF_INET6 = 10
+IFF_UP = 0x1
+IFF_PROMISC = 0x100
+
+
+class NamespaceGone(NetPluginError):
+    """The network namespace path does not exist (any more)."""
+
+
+def _setns(fd: int, what: str) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise NetlinkFailure(f"failed to enter network namespace {what}", os.strerror(err))
+
+
+@contextlib.contextmanager
+def entered(netns_path: str) -> Iterator[None]:
+    """Run the body inside ``netns_path``; always return to the original namespace."""
+    try:
+        target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise NamespaceGone(f"failed to open network namespace {netns_path}", str(exc)) from exc
+    origin = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target, netns_path)
+        try:
+            yield
+        finally:
+            _setns(origin, "of origin")
+    finally:
+        os.close(target)
+        os.close(origin)
+
+
+def netns_exists(netns_path: str) -> bool:
+    return bool(netns_path) and os.path.exists(netns_path)
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    index: int
+    name: str
+    kind: str
+    mac: str
+    mtu: int
+    up: bool
+    promisc: bool
+    master: int
+    peer_index: int
+
+
+def _link_info(msg: Any) -> LinkInfo:
+    linkinfo = msg.get("IFLA_LINKINFO")
+    kind = linkinfo.get("IFLA_INFO_KIND") if linkinfo is not None else None
+    flags = int(msg["flags"])
+    return LinkInfo(
+        index=int(msg["index"]),
+        name=str(msg.get("IFLA_IFNAME")),
+        kind=str(kind or ""),
+        mac=str(msg.get("IFLA_ADDRESS") or ""),
+        mtu=int(msg.get("IFLA_MTU") or 0),
+        up=bool(flags & IFF_UP),
+        promisc=bool(flags & IFF_PROMISC),
+        master=int(msg.get("IFLA_MASTER") or 0),
+        peer_index=int(msg.get("IFLA_LINK") or 0),
+    )
+
+
+class Namespace:
+    """A netlink socket bound to one network namespace (the caller's own when path is "")."""
+
+    def __init__(self, netns_path: str = "") -> None:
+        self.path = netns_path
+        if netns_path:
+            with entered(netns_path):
+                self._ipr = IPRoute()
+        else:
+            self._ipr = IPRoute()
+
+    def close(self) -> None:
+        self._ipr.close()
+
+    def __enter__(self) -> Namespace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _fail(self, what: str, exc: NetlinkError) -> NetlinkFailure:
+        where = f" in {self.path}" if self.path else ""
+        return NetlinkFailure(f"failed to {what}{where}", f"{os.strerror(exc.code)} ({exc.code})")
+
+    # -- links ---------------------------------------------------------------------------
+    def link(self, name: str) -> LinkInfo | None:
+        try:
+            msgs = self._ipr.get_links(ifname=name)
+        except NetlinkError as exc:
+            if exc.code in _GONE:
+                return None
+            raise self._fail(f"look up link {name}", exc) from exc
+        return _link_info(msgs[0]) if msgs else None
+
+    def link_by_index(self, index: int) -> LinkInfo | None:
+        try:
+            msgs = self._ipr.get_links(index)
+        except NetlinkError as exc:
+            if exc.code in _GONE:
+                return None
+            raise self._fail(f"look up link #{index}", exc) from exc
+        return _link_info(msgs[0]) if msgs else None
+
+    def links(self) -> list[LinkInfo]:
+        return [_link_info(m) for m in self._ipr.get_links()]
+
+    def require_link(self, name: str) -> LinkInfo:
+        info = self.link(name)
+        if info is None:
+            where = f" in {self.path}" if self.path else ""
+            raise NetlinkFailure(f"failed to find link {name}{where}", "no such device")
+        return info
+
+    def ensure_bridge(self, name: str, mtu: int = 0, vlan_filtering: bool = False) -> LinkInfo:
+        """Create bridge ``name`` if missing (EEXIST from a racing ADD is fine), bring it up."""
+        info = self.link(name)
+        if info is None:
+            attrs: dict[str, Any] = {"ifname": name, "kind": "bridge"}
+            if mtu:
+                attrs["mtu"] = mtu
+            if vlan_filtering:
+                attrs["br_vlan_filtering"] = 1
+            try:
+                self._ipr.link("add", **attrs)
+            except NetlinkError as exc:
+                if exc.code not in _EXISTS:
+                    raise self._fail(f"create bridge {name}", exc) from exc
+            info = self.require_link(name)
+        if info.kind != "bridge":
+            raise NetlinkFailure(f"failed to use bridge {name}", f"link is a {info.kind!r}")
+        if vlan_filtering:
+            self._set(
+                info.index, f"enable vlan filtering on {name}", kind="bridge", br_vlan_filtering=1
+            )
+        if not info.up:
+            self.set_up(name)
+        return self.require_link(name)
+
+    def _set(self, index: int, what: str, **attrs: Any) -> None:
+        try:
+            self._ipr.link("set", index=index, **attrs)
+        except NetlinkError as exc:
+            raise self._fail(what, exc) from exc
+
+    def set_up(self, name: str) -> None:
+        self._set(self.require_link(name).index, f"set link {name} up", state="up")
+
+    def set_mtu(self, name: str, mtu: int) -> None:
+        self._set(self.require_link(name).index, f"set mtu {mtu} on {name}", mtu=mtu)
+
+    def set_mac(self, name: str, mac: str) -> None:
+        self._set(self.require_link(name).index, f"set mac {mac} on {name}", address=mac)
+
+    def set_flag(self, name: str, flag: int, on: bool) -> None:
+        info = self.require_link(name)
+        try:
+            self._ipr.link("set", index=info.index, flags=flag if on else 0, change=flag)
+        except NetlinkError as exc:
+            raise self._fail(f"set flag {flag:#x}={on} on {name}", exc) from exc
+
+    def set_master(self, name: str, master: str) -> None:
+        index = self.require_link(master).index
+        self._set(self.require_link(name).index, f"attach {name} to {master}", master=index)
+
+    def set_hairpin(self, name: str, on: bool) -> None:
+        """IFLA_BRPORT_MODE is the bridge port's hairpin ("reflective relay") flag."""
+        index = self.require_link(name).index
+        try:
+            self._ipr.brport("set", index=index, mode=int(on))
+        except NetlinkError as exc:
+            raise self._fail(f"set hairpin mode on {name}", exc) from exc
+
+    def hairpin(self, name: str) -> bool:
+        index = self.require_link(name).index
+        for msg in self._ipr.brport("show", index=index):
+            protinfo = msg.get("IFLA_PROTINFO")
+            if protinfo is not None:
+                return bool(protinfo.get("IFLA_BRPORT_MODE"))
+        return False
+
+    def add_bridge_vlan(self, name: str, vid: int) -> None:
+        """Port ``name`` carries ``vid`` as PVID, untagged (what the reference bridge sets)."""
+        index = self.require_link(name).index
+        try:
+            self._ipr.vlan_filter(
+                "add", index=index, vlan_info={"vid": vid, "flags": ["pvid", "untagged"]}
+            )
+        except NetlinkError as exc:
+            if exc.code not in _EXISTS:
+                raise self._fail(f"add vlan {vid} to port {name}", exc) from exc
+
+    def create_veth(
+        self, name: str, peer_name: str, peer_ns: Namespace, mtu: int = 0, mac: str = ""
+    ) -> None:
+        """Create veth ``name`` here with its peer ``peer_name`` directly in ``peer_ns``."""
+        peer_fd = os.open(peer_ns.path or "/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            peer: dict[str, Any] = {"ifname": peer_name, "net_ns_fd": peer_fd}
+            attrs: dict[str, Any] = {"ifname": name, "kind": "veth", "peer": peer}
+            if mtu:
+                attrs["mtu"] = mtu
+                peer["mtu"] = mtu
+            if mac:
+                attrs["address"] = mac
+            self._ipr.link("add", **attrs)
+        except NetlinkError as exc:
+            raise self._fail(f"create veth {name}/{peer_name}", exc) from exc
+        finally:
+            os.close(peer_fd)
+
+    def delete_link(self, name: str) -> bool:
+        """Delete ``name``; True when it existed. Deleting one veth end removes both."""
+        info = self.link(name)
+        if info is None:
+            return False
+        try:
+            self._ipr.link("del", index=info.index)
+        except NetlinkError as exc:
+            if exc.code in _GONE:
+                return False
+            raise self._fail(f"delete link {name}", exc) from exc
+        return True
+
+    # -- addresses -----------------------------------------------------------------------
+    def addresses(self, name: str) -> list[str]:
+        info = self.link(name)
+        if info is None:
+            return []
+        out = []
+        for msg in self._ipr.get_addr(index=info.index):
+            addr = msg.get("IFA_ADDRESS") if msg["family"] == AF_INET6 else msg.get("IFA_LOCAL")
+            addr = addr or msg.get("IFA_ADDRESS")
+            out.append(f"{addr}/{msg['prefixlen']}")
+        return out
+
+    def ensure_address(self, name: str, cidr: str) -> None:
+        iface = ipaddress.ip_interface(cidr)
+        index = self.require_link(name).index
+        attrs: dict[str, Any] = {
+            "index": index,
+            "address": str(iface.ip),
+            "prefixlen": iface.network.prefixlen,
+        }
+        if iface.version == 4:
+            attrs["broadcast"] = str(iface.network.broadcast_address)
+        try:
+            self._ipr.addr("add", **attrs)
+        except NetlinkError as exc:
+            if exc.code not in _EXISTS:
+                raise self._fail(f"add address {cidr} to {name}", exc) from exc
+
+    def delete_address(self, name: str, cidr: str) -> None:
+        iface = ipaddress.ip_interface(cidr)
+        info = self.link(name)
+        if info is None:
+            return
+        try:
+            self._ipr.addr(
+                "del", index=info.index, address=str(iface.ip), prefixlen=iface.network.prefixlen
+            )
+        except NetlinkError as exc:
+            if exc.code not in _GONE:
+                raise self._fail(f"delete address {cidr} from {name}", exc) from exc
+
+    # -- routes --------------------------------------------------------------------------
+    def ensure_route(self, dst: str, gw: str | None, dev: str, scope: str | None = None) -> None:
+        net = ipaddress.ip_network(dst, strict=False)
+        attrs: dict[str, Any] = {
+            "dst": str(net),
+            "oif": self.require_link(dev).index,
+            "family": AF_INET if net.version == 4 else AF_INET6,
+        }
+        if gw:
+            attrs["gateway"] = gw
+        if scope:
+            attrs["scope"] = scope
+        try:
+            self._ipr.route("add", **attrs)
+        except NetlinkError as exc:
+            if exc.code not in _EXISTS:
+                raise self._fail(f"add route {dst} via {gw} dev {dev}", exc) from exc
+
+    def routes(self, dev: str) -> list[tuple[str, str | None]]:
+        """(dst, gateway) of the main table's routes through ``dev``."""
+        info = self.link(dev)
+        if info is None:
+            return []
+        out: list[tuple[str, str | None]] = []
+        for family in (AF_INET, AF_INET6):
+            for msg in self._ipr.get_routes(family=family, oif=info.index, table=254):
+                dst = msg.get("RTA_DST")
+                plen = msg["dst_len"]
+                if dst is None:
+                    dst = "0.0.0.0" if family == AF_INET else "::"
+                out.append((f"{dst}/{plen}", msg.get("RTA_GATEWAY")))
+        return out
+
+
+def write_sysctl(name: str, value: str, netns_path: str = "") -> None:
+    """Write ``net.x.y`` style sysctl, inside ``netns_path`` when given (per-netns /proc/sys)."""
+    path = "/proc/sys/" + name.replace(".", "/")
+
+    def _write() -> None:
+        with open(path, "w") as fh:
+            fh.write(value)
+
+    try:
+        if netns_path:
+            with entered(netns_path):
+                _write()
+        else:
+            _write()
+    except OSError as exc:
+        raise NetlinkFailure(f"failed to set sysctl {name}={value}", str(exc)) from exc
+
+
+def read_sysctl(name: str, netns_path: str = "") -> str:
+    path = "/proc/sys/" + name.replace(".", "/")
+    if netns_path:
+        with entered(netns_path), open(path) as fh:
+            return fh.read().strip()
+    with open(path) as fh:
+        return fh.read().strip()
