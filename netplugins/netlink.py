@@ -324,6 +324,19 @@ class Namespace:
             if exc.code not in _EXISTS:
                 raise self._fail(f"add route {dst} via {gw} dev {dev}", exc) from exc
 
+    def route_device(self, dst: str) -> str:
+        """Name of the interface the kernel would route ``dst`` out of ("" if none)."""
+        try:
+            msgs = self._ipr.route("get", dst=dst)
+        except NetlinkError:
+            return ""
+        for msg in msgs:
+            oif = msg.get("RTA_OIF")
+            if oif:
+                info = self.link_by_index(int(oif))
+                return info.name if info else ""
+        return ""
+
     def routes(self, dev: str) -> list[tuple[str, str | None]]:
         """(dst, gateway) of the main table's routes through ``dev``."""
         info = self.link(dev)
