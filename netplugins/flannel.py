@@ -1,0 +1,178 @@
+"""flannel: fill in a delegate configuration from flanneld's subnet file and run it.
+
+Behaviour of the reference flannel CNI plugin (flannel-io/cni-plugin, README "Operation"):
+the delegate defaults to ``type: bridge`` with ``isGateway: true``, ``mtu`` from
+``FLANNEL_MTU``, ``ipMasq`` = not ``FLANNEL_IPMASQ`` (masquerade here only when flanneld does
+not), and ``ipam`` of ``type: host-local`` whose range is ``FLANNEL_SUBNET`` (and
+``FLANNEL_IPV6_SUBNET``) with routes to ``FLANNEL_NETWORK`` (and ``FLANNEL_IPV6_NETWORK``).
+Keys already in ``delegate`` win. The final delegate is saved under ``<dataDir>/<container id>``
+before it runs, so DEL can replay exactly the same configuration later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from netplugins import delegation, errors, skel
+from netplugins.result import normalize
+
+DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
+DEFAULT_DATA_DIR = "/var/lib/cni/flannel"
+
+
+@dataclass
+class SubnetEnv:
+    network: str = ""
+    subnet: str = ""
+    ipv6_network: str = ""
+    ipv6_subnet: str = ""
+    mtu: int | None = None
+    ipmasq: bool | None = None
+
+
+def _network_of(value: str, key: str) -> str:
+    try:
+        return str(ipaddress.ip_interface(value).network)
+    except ValueError as exc:
+        raise errors.ConfigError(f"failed to parse {key}={value!r}: not a CIDR") from exc
+
+
+def read_subnet_env(path: str) -> SubnetEnv:
+    try:
+        with open(path) as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise errors.NetPluginError(
+            f"failed to load flannel 'subnet.env' file {path}", str(exc), code=errors.NOT_AVAILABLE
+        ) from exc
+    env = SubnetEnv()
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        if key == "FLANNEL_NETWORK":
+            env.network = _network_of(value, key)
+        elif key == "FLANNEL_SUBNET":
+            env.subnet = _network_of(value, key)
+        elif key == "FLANNEL_IPV6_NETWORK":
+            env.ipv6_network = _network_of(value, key)
+        elif key == "FLANNEL_IPV6_SUBNET":
+            env.ipv6_subnet = _network_of(value, key)
+        elif key == "FLANNEL_MTU":
+            try:
+                env.mtu = int(value)
+            except ValueError as exc:
+                raise errors.ConfigError(f"failed to parse FLANNEL_MTU={value!r}") from exc
+        elif key == "FLANNEL_IPMASQ":
+            env.ipmasq = value.lower() == "true"
+    missing = [
+        k
+        for k, v in (("FLANNEL_SUBNET", env.subnet or env.ipv6_subnet), ("FLANNEL_MTU", env.mtu))
+        if v is None or v == ""
+    ]
+    if env.ipmasq is None:
+        missing.append("FLANNEL_IPMASQ")
+    if missing:
+        raise errors.ConfigError(f"failed to load {path}: {', '.join(missing)} missing")
+    return env
+
+
+def build_delegate(netconf: dict[str, Any], env: SubnetEnv) -> dict[str, Any]:
+    """The delegate configuration the reference plugin would produce."""
+    delegate = dict(netconf.get("delegate") or {})
+    delegate["name"] = netconf["name"]
+    delegate.setdefault("type", "bridge")
+    if "ipMasq" not in delegate:
+        delegate["ipMasq"] = not env.ipmasq
+    if "mtu" not in delegate:
+        delegate["mtu"] = env.mtu
+    if delegate["type"] == "bridge":
+        delegate.setdefault("isGateway", True)
+    if netconf.get("cniVersion"):
+        delegate["cniVersion"] = netconf["cniVersion"]
+    if netconf.get("runtimeConfig"):
+        delegate["runtimeConfig"] = netconf["runtimeConfig"]
+    ipam = dict(netconf.get("ipam") or delegate.get("ipam") or {})
+    ipam.setdefault("type", "host-local")
+    ranges = [[{"subnet": s}] for s in (env.subnet, env.ipv6_subnet) if s]
+    ipam["ranges"] = ranges
+    routes = list(ipam.get("routes") or [])
+    routes += [{"dst": n} for n in (env.network, env.ipv6_network) if n]
+    ipam["routes"] = routes
+    ipam.pop("subnet", None)
+    delegate["ipam"] = ipam
+    return delegate
+
+
+def _conf_paths(netconf: dict[str, Any], container_id: str) -> tuple[str, str, str]:
+    if not netconf.get("name"):
+        raise errors.ConfigError("failed to load flannel config: missing network 'name'")
+    subnet_file = str(netconf.get("subnetFile") or DEFAULT_SUBNET_FILE)
+    data_dir = str(netconf.get("dataDir") or DEFAULT_DATA_DIR)
+    return subnet_file, data_dir, os.path.join(data_dir, container_id)
+
+
+def _save(path: str, delegate: dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(delegate, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _load_saved(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise errors.IOFailure(f"failed to read saved delegate {path}", str(exc)) from exc
+    if not isinstance(data, dict):
+        raise errors.IOFailure(f"failed to read saved delegate {path}: not a JSON object")
+    return data
+
+
+def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
+    subnet_file, _, saved = _conf_paths(args.netconf, args.container_id)
+    delegate = build_delegate(args.netconf, read_subnet_env(subnet_file))
+    # Saved first: if the delegate fails half-way, the runtime's DEL still finds it.
+    _save(saved, delegate)
+    result = delegation.delegate("ADD", str(delegate["type"]), delegate, args)
+    assert result is not None
+    return normalize(result)
+
+
+def cmd_del(args: skel.CmdArgs) -> None:
+    _, _, saved = _conf_paths(args.netconf, args.container_id)
+    delegate = _load_saved(saved)
+    if delegate is None:
+        return  # nothing was set up (or DEL already ran): DEL must succeed
+    delegation.delegate("DEL", str(delegate["type"]), delegate, args)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(saved)
+
+
+def cmd_check(args: skel.CmdArgs) -> None:
+    _, _, saved = _conf_paths(args.netconf, args.container_id)
+    delegate = _load_saved(saved)
+    if delegate is None:
+        raise errors.CheckFailed(f"flannel: no saved delegate for container {args.container_id}")
+    if "prevResult" in args.netconf:
+        delegate["prevResult"] = args.netconf["prevResult"]
+    delegation.delegate("CHECK", str(delegate["type"]), delegate, args)
+
+
+PLUGIN = skel.PluginSpec(name="flannel", add=cmd_add, delete=cmd_del, check=cmd_check)
+
+
+def main() -> None:
+    skel.main(PLUGIN)
