@@ -1,0 +1,97 @@
+"""Fixtures for end-to-end tests of a real cri-shim process over real Docker and CNI plugins.
+Each test gets its own shim, socket, bridge, subnet and host-local dir, and everything is
+removed in the finalizer even when the test fails."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.harness import (
+    REFERENCE_PLUGINS,
+    NetworkPlan,
+    Shim,
+    force_cleanup,
+    leftovers,
+    new_workdir,
+)
+
+_subnets = itertools.count(1)
+
+
+def _needs_host() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if subprocess.run(["/usr/bin/docker", "info"], capture_output=True, check=False).returncode:
+        return "needs a running Docker engine (make setup starts one)"
+    if not os.path.exists(os.path.join(REFERENCE_PLUGINS, "bridge")):
+        return "needs the reference CNI plugins (containernetworking-plugins)"
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _host_ready() -> None:
+    reason = _needs_host()
+    if reason:
+        pytest.skip(reason)
+
+
+class Pods:
+    """The sandbox ids a test created, so the finalizer can check and clean exactly those."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+
+    def add(self, sandbox_id: str) -> str:
+        self.ids.add(sandbox_id)
+        return sandbox_id
+
+
+@pytest.fixture
+def plan() -> Iterator[NetworkPlan]:
+    n = next(_subnets) + (os.getpid() % 50) * 4
+    data_dir = new_workdir()
+    yield NetworkPlan(bridge=f"crst{os.getpid() % 1000}x{n}", subnet=f"10.200.{n % 250}.0/24",
+                      data_dir=data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def pods() -> Pods:
+    return Pods()
+
+
+def make_shim(plan: NetworkPlan, pods: Pods, bin_dirs: list[str] | None = None,
+              **kwargs: object) -> Iterator[Shim]:
+    workdir = new_workdir()
+    shim = Shim(workdir, bin_dirs or [REFERENCE_PLUGINS], **kwargs)  # type: ignore[arg-type]
+    shim.write_conf("10-e2e.conflist", plan.conflist())
+    try:
+        shim.start()
+        yield shim
+    finally:
+        try:
+            if not shim.running():
+                shim.start()
+            for pod in shim.list_pods():
+                pods.add(pod.id)
+            shim.remove_all()
+        except Exception as err:  # keep cleaning by hand below
+            print(f"cleanup through the shim failed: {err}\n{shim.log()}")
+        finally:
+            shim.kill()
+            force_cleanup(shim, plan, pods.ids)
+            left = leftovers(shim, plan, pods.ids)
+            if not left.empty():
+                print(f"force-cleaned leftovers: {left}")
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def shim(plan: NetworkPlan, pods: Pods) -> Iterator[Shim]:
+    yield from make_shim(plan, pods)

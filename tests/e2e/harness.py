@@ -1,0 +1,307 @@
+"""Drive a real cri-shim process: start it on a private socket, root, conf dir and cache dir,
+talk to it with the generated stubs, crictl and grpcurl, and look at what the host holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from cri_api import api_pb2, api_pb2_grpc
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REFERENCE_PLUGINS = "/usr/lib/cni"
+# Every pod these tests make lives in this Kubernetes namespace: it names their containers.
+POD_NAMESPACE = "crishim-e2e"
+
+
+def tool(name: str) -> str | None:
+    """A client binary: the repo's .tools (crictl), the venv (grpcurl), then PATH."""
+    for d in (os.path.join(REPO, ".tools", "bin"), os.path.dirname(sys.executable)):
+        path = os.path.join(d, name)
+        if os.access(path, os.X_OK):
+            return path
+    return shutil.which(name)
+
+
+@dataclass
+class NetworkPlan:
+    """A private bridge network for one test: its own bridge, subnet and host-local dir."""
+
+    bridge: str
+    subnet: str
+    data_dir: str
+    name: str = "crishim-e2e"
+    extra_plugins: list[dict[str, Any]] = field(default_factory=list)
+    bridge_extra: dict[str, Any] = field(default_factory=dict)
+    ipam_extra: dict[str, Any] = field(default_factory=dict)
+    cni_version: str = "1.0.0"
+
+    def conflist(self) -> dict[str, Any]:
+        ipam: dict[str, Any] = {
+            "type": "host-local",
+            "ranges": [[{"subnet": self.subnet}]],
+            "dataDir": self.data_dir,
+        }
+        ipam.update(self.ipam_extra)
+        bridge: dict[str, Any] = {
+            "type": "bridge",
+            "bridge": self.bridge,
+            "isGateway": True,
+            "ipMasq": True,
+            "hairpinMode": True,
+            "ipam": ipam,
+        }
+        bridge.update(self.bridge_extra)
+        return {
+            "cniVersion": self.cni_version,
+            "name": self.name,
+            "plugins": [bridge, {"type": "portmap", "capabilities": {"portMappings": True}},
+                        *self.extra_plugins],
+        }
+
+
+class Shim:
+    def __init__(self, workdir: str, bin_dirs: list[str], plugin_timeout: float = 20.0,
+                 extra_args: list[str] | None = None) -> None:
+        self.workdir = workdir
+        self.socket = os.path.join(workdir, "cri.sock")
+        self.root = os.path.join(workdir, "root")
+        self.conf_dir = os.path.join(workdir, "net.d")
+        self.cache_dir = os.path.join(workdir, "cache")
+        self.bin_dirs = bin_dirs
+        self.plugin_timeout = plugin_timeout
+        self.extra_args = extra_args or []
+        self.log_path = os.path.join(workdir, "shim.log")
+        os.makedirs(self.conf_dir, exist_ok=True)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._channel: grpc.Channel | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"unix://{self.socket}"
+
+    def write_conf(self, filename: str, conf: dict[str, Any] | str) -> str:
+        path = os.path.join(self.conf_dir, filename)
+        with open(path, "w") as f:
+            f.write(conf if isinstance(conf, str) else json.dumps(conf, indent=1))
+        return path
+
+    def start(self) -> None:
+        cmd = [
+            sys.executable, "-m", "shim.main",
+            "--container-runtime-endpoint", self.endpoint,
+            "--root-directory", self.root,
+            "--cni-conf-dir", self.conf_dir,
+            "--cni-cache-dir", self.cache_dir,
+            "--cni-bin-dir", ",".join(self.bin_dirs),
+            "--cni-plugin-timeout", str(self.plugin_timeout),
+            "--log-level", "debug",
+            *self.extra_args,
+        ]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"cri-shim exited with {self.proc.returncode}:\n{self.log()}")
+            if os.path.exists(self.socket):
+                try:
+                    self.runtime().Version(api_pb2.VersionRequest(), timeout=2)
+                    return
+                except grpc.RpcError:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError(f"cri-shim did not answer within 30 s:\n{self.log()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        self._close_channel()
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-20000:]
+        except FileNotFoundError:
+            return ""
+
+    def channel(self) -> grpc.Channel:
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.endpoint)
+        return self._channel
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def runtime(self) -> api_pb2_grpc.RuntimeServiceStub:
+        return api_pb2_grpc.RuntimeServiceStub(self.channel())
+
+    def images(self) -> api_pb2_grpc.ImageServiceStub:
+        return api_pb2_grpc.ImageServiceStub(self.channel())
+
+    # -- convenience ----------------------------------------------------------------------
+
+    def run_pod(self, config: api_pb2.PodSandboxConfig, timeout: float = 60) -> str:
+        response = self.runtime().RunPodSandbox(
+            api_pb2.RunPodSandboxRequest(config=config), timeout=timeout
+        )
+        return str(response.pod_sandbox_id)
+
+    def status(self, sandbox_id: str, verbose: bool = False) -> api_pb2.PodSandboxStatusResponse:
+        return self.runtime().PodSandboxStatus(
+            api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=verbose), timeout=30
+        )
+
+    def stop_pod(self, sandbox_id: str) -> None:
+        self.runtime().StopPodSandbox(
+            api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=60
+        )
+
+    def remove_pod(self, sandbox_id: str) -> None:
+        self.runtime().RemovePodSandbox(
+            api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=60
+        )
+
+    def list_pods(self) -> list[api_pb2.PodSandbox]:
+        return list(self.runtime().ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=30).items)
+
+    def remove_all(self) -> None:
+        for pod in self.list_pods():
+            self.remove_pod(pod.id)
+
+    def crictl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        crictl = tool("crictl")
+        assert crictl, "crictl is not installed"
+        cmd = [crictl, "--runtime-endpoint", self.endpoint, "--image-endpoint", self.endpoint,
+               "--timeout", "30s", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
+
+    def grpcurl(self, *args: str, data: dict[str, Any] | None = None,
+                check: bool = True) -> subprocess.CompletedProcess[str]:
+        grpcurl = tool("grpcurl")
+        assert grpcurl, "grpcurl is not installed"
+        # Go's flag parsing stops at the first positional argument (the socket): flags first.
+        flags = ["-d", json.dumps(data)] if data is not None else []
+        cmd = [grpcurl, "-plaintext", "-emit-defaults", "-unix", *flags, self.socket, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
+
+
+def pod_config(name: str | None = None, **kwargs: Any) -> api_pb2.PodSandboxConfig:
+    name = name or f"pod-{uuid.uuid4().hex[:8]}"
+    config = api_pb2.PodSandboxConfig(
+        metadata=api_pb2.PodSandboxMetadata(
+            name=name, namespace=POD_NAMESPACE, uid=uuid.uuid4().hex, attempt=0
+        ),
+        hostname=name,
+        log_directory="/tmp",
+        **kwargs,
+    )
+    return config
+
+
+def infra_pid(sandbox_id: str) -> int:
+    out = subprocess.run(["/usr/bin/docker", "inspect", "-f", "{{.State.Pid}}", sandbox_id],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def netns_addresses(pid: int, ifname: str = "eth0") -> list[str]:
+    out = subprocess.run(
+        ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-j", "addr", "show", "dev", ifname],
+        capture_output=True, text=True, check=True,
+    )
+    return [a["local"] for link in json.loads(out.stdout) for a in link["addr_info"]
+            if a.get("scope") == "global"]
+
+
+def netns_link_up(pid: int, ifname: str) -> bool:
+    out = subprocess.run(
+        ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-j", "link", "show", "dev", ifname],
+        capture_output=True, text=True, check=True,
+    )
+    return "UP" in json.loads(out.stdout)[0]["flags"]
+
+
+@dataclass
+class HostLeftovers:
+    containers: list[str]
+    veths: list[str]
+    reservations: list[str]
+    cache_files: list[str]
+    iptables_lines: list[str]
+    pinned: list[str]
+
+    def empty(self) -> bool:
+        return not any(vars(self).values())
+
+
+def leftovers(shim: Shim, plan: NetworkPlan | None, sandbox_ids: set[str]) -> HostLeftovers:
+    """What the host still holds of this test's pods."""
+    ps = subprocess.run(
+        ["/usr/bin/docker", "ps", "-aq", "--no-trunc", "--filter",
+         f"label=io.kubernetes.pod.namespace={POD_NAMESPACE}"],
+        capture_output=True, text=True, check=True,
+    )
+    mine = [c for c in ps.stdout.split() if c in sandbox_ids]
+    veths: list[str] = []
+    reservations: list[str] = []
+    if plan is not None:
+        links = json.loads(subprocess.run(["ip", "-j", "link", "show", "type", "veth"],
+                                          capture_output=True, text=True, check=True).stdout)
+        veths = [link["ifname"] for link in links if link.get("master") == plan.bridge]
+        net_dir = os.path.join(plan.data_dir, plan.name)
+        if os.path.isdir(net_dir):
+            reservations = [f for f in os.listdir(net_dir)
+                            if f != "lock" and not f.startswith("last_reserved_ip")]
+    cache: list[str] = []
+    results = os.path.join(shim.cache_dir, "results")
+    if os.path.isdir(results):
+        cache = os.listdir(results)
+    saved = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    rules = [line for line in saved.splitlines() if any(s in line for s in sandbox_ids)]
+    netns_dir = os.path.join(shim.root, "netns")
+    pinned = os.listdir(netns_dir) if os.path.isdir(netns_dir) else []
+    return HostLeftovers(mine, veths, reservations, cache, rules, pinned)
+
+
+def force_cleanup(shim: Shim, plan: NetworkPlan | None, sandbox_ids: set[str]) -> None:
+    """Last resort after a failed test: remove by hand whatever the shim could not."""
+    for sid in sandbox_ids:
+        subprocess.run(["/usr/bin/docker", "rm", "-f", sid], capture_output=True, check=False)
+    netns_dir = os.path.join(shim.root, "netns")
+    if os.path.isdir(netns_dir):
+        for entry in os.listdir(netns_dir):
+            subprocess.run(["umount", "-l", os.path.join(netns_dir, entry)], capture_output=True,
+                           check=False)
+    if plan is not None:
+        subprocess.run(["ip", "link", "del", plan.bridge], capture_output=True, check=False)
+    saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True,
+                           check=False).stdout
+    for line in saved.splitlines():
+        if line.startswith("-A ") and any(s in line for s in sandbox_ids):
+            subprocess.run(["iptables", "-t", "nat", "-D", *line[3:].split()], capture_output=True,
+                           check=False)
+
+
+def new_workdir() -> str:
+    # Short: a unix socket path must fit in 108 bytes.
+    return tempfile.mkdtemp(prefix="crishim-")

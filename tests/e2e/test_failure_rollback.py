@@ -1,0 +1,94 @@
+"""A failed RunPodSandbox gives back everything it took, and says why with the plugin's code."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from tests.e2e.conftest import Pods, make_shim
+from tests.e2e.harness import REFERENCE_PLUGINS, NetworkPlan, Shim, leftovers, new_workdir, pod_config
+
+pytestmark = pytest.mark.integration
+
+# Test plugins in shell: VERSION answers like a real plugin, ADD fails (or hangs), DEL succeeds.
+FAILING = """#!/bin/sh
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}' ;;
+ADD) echo '{"cniVersion":"1.0.0","code":7,"msg":"e2e-fail refuses this pod","details":"on purpose"}'
+     exit 1 ;;
+esac
+exit 0
+"""
+HANGING = """#!/bin/sh
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}' ;;
+ADD) exec sleep 600 ;;
+esac
+exit 0
+"""
+
+
+@pytest.fixture
+def test_plugins() -> Iterator[str]:
+    directory = new_workdir()
+    for name, body in (("e2e-fail", FAILING), ("e2e-hang", HANGING)):
+        path = os.path.join(directory, name)
+        with open(path, "w") as f:
+            f.write(body)
+        os.chmod(path, stat.S_IRWXU)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def failing_shim(plan: NetworkPlan, pods: Pods, test_plugins: str) -> Iterator[Shim]:
+    yield from make_shim(plan, pods, bin_dirs=[test_plugins, REFERENCE_PLUGINS], plugin_timeout=2)
+
+
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_failed_add_at_each_position_leaves_nothing(
+    failing_shim: Shim, plan: NetworkPlan, pods: Pods, position: int
+) -> None:
+    conf = plan.conflist()
+    conf["plugins"].insert(position, {"type": "e2e-fail"})
+    failing_shim.write_conf("10-e2e.conflist", conf)
+    with pytest.raises(grpc.RpcError) as caught:
+        failing_shim.run_pod(pod_config())
+    err = caught.value
+    assert err.code() == grpc.StatusCode.UNKNOWN
+    assert "e2e-fail refuses this pod" in err.details()
+    assert "code 7" in err.details()
+    assert failing_shim.list_pods() == []
+    created = _sandbox_ids_in_log(failing_shim)
+    pods.ids.update(created)
+    assert created, "the shim's log names the infra container it created and removed"
+    left = leftovers(failing_shim, plan, created)
+    assert left.empty(), left
+
+
+def test_hanging_plugin_is_killed_after_timeout(
+    failing_shim: Shim, plan: NetworkPlan, pods: Pods
+) -> None:
+    conf = plan.conflist()
+    conf["plugins"].insert(1, {"type": "e2e-hang"})
+    failing_shim.write_conf("10-e2e.conflist", conf)
+    with pytest.raises(grpc.RpcError) as caught:
+        failing_shim.run_pod(pod_config())
+    assert "timed out" in caught.value.details() or "timeout" in caught.value.details()
+    assert failing_shim.list_pods() == []
+    created = _sandbox_ids_in_log(failing_shim)
+    pods.ids.update(created)
+    assert leftovers(failing_shim, plan, created).empty()
+    # No plugin process outlives its timeout.
+    assert "sleep 600" not in os.popen("ps -eo args").read()
+
+
+def _sandbox_ids_in_log(shim: Shim) -> set[str]:
+    import re
+
+    return set(re.findall(r"sandbox ([0-9a-f]{64})", shim.log()))
