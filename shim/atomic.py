@@ -3,6 +3,7 @@ fsync'ed, then renamed over the old one, so a reader sees the old or the new fil
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -19,10 +20,8 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
@@ -33,7 +32,5 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
 
 def remove_file(path: str) -> None:
     """Remove a file if it is there: removal is always idempotent in the shim."""
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass

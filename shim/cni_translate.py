@@ -51,9 +51,7 @@ def dns_capability(dns: api_pb2.DNSConfig) -> dict[str, list[str]]:
     }
 
 
-def capability_args(
-    config: api_pb2.PodSandboxConfig, pod_cidrs: list[str]
-) -> dict[str, Any]:
+def capability_args(config: api_pb2.PodSandboxConfig, pod_cidrs: list[str]) -> dict[str, Any]:
     """Every capability the runtime can supply; cnilib passes each plugin only those it declares."""
     args: dict[str, Any] = {"portMappings": port_mappings(config)}
     if pod_cidrs:

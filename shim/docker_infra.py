@@ -24,8 +24,9 @@ class DockerInfraRuntime:
     def __init__(self, endpoint: str, timeout: int = 120) -> None:
         # One pooled client shared by all RPC threads; the pool is sized for kubelet's
         # parallel calls so that no request waits on a connection.
-        self._api = docker.APIClient(base_url=endpoint, version="auto", timeout=timeout,
-                                     max_pool_size=32)
+        self._api = docker.APIClient(
+            base_url=endpoint, version="auto", timeout=timeout, max_pool_size=32
+        )
 
     def ping(self) -> None:
         try:
@@ -40,7 +41,7 @@ class DockerInfraRuntime:
         repo, tag = _split_image(image)
         try:
             self._api.pull(repo, tag=tag)
-            return str(self._api.inspect_image(image)["Id"])
+            return str(self._api.inspect_image(image)["Id"])  # type: ignore[no-untyped-call]
         except docker.errors.DockerException as err:
             raise InfraRuntimeError(f"failed to pull image {image}: {_reason(err)}") from err
 
@@ -168,7 +169,7 @@ class DockerInfraRuntime:
 
     def image_info(self, image: str) -> ImageInfo | None:
         try:
-            data: dict[str, Any] = self._api.inspect_image(image)
+            data: dict[str, Any] = self._api.inspect_image(image)  # type: ignore[no-untyped-call]
         except docker.errors.NotFound:
             return None
         except docker.errors.DockerException as err:

@@ -45,8 +45,12 @@ def unimplemented(service: str, rpc: str) -> Callable[..., Any]:
     """A handler for an RPC cri-shim does not offer, naming itself (kubelet accepts
     UNIMPLEMENTED for optional RPCs such as RuntimeConfig and the Stream* lists)."""
 
-    def handler(self: Any, request: Any, context: grpc.ServicerContext) -> NoReturn:
-        abort(context, grpc.StatusCode.UNIMPLEMENTED, f"{service}/{rpc} is not implemented by cri-shim")
+    def handler(request: Any, context: grpc.ServicerContext) -> NoReturn:
+        abort(
+            context,
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"{service}/{rpc} is not implemented by cri-shim",
+        )
 
     handler.__name__ = rpc
     return handler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -59,10 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     done.wait()
     server.stop(grace=5).wait()
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(config.socket_path)
-    except FileNotFoundError:
-        pass
     return 0
 
 

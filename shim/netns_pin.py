@@ -8,6 +8,7 @@ unmount it, and is gone after a reboot, which `is_pinned` detects so DEL gets an
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -34,8 +35,9 @@ def pin(pid: int, target: str) -> None:
     if _libc.mount(source.encode(), target.encode(), None, _MS_BIND, None) != 0:
         code = ctypes.get_errno()
         os.unlink(target)
-        raise NetnsPinError(code, f"failed to pin network namespace {source} at {target}: "
-                            f"{os.strerror(code)}")
+        raise NetnsPinError(
+            code, f"failed to pin network namespace {source} at {target}: {os.strerror(code)}"
+        )
 
 
 def unpin(target: str) -> None:
@@ -43,12 +45,11 @@ def unpin(target: str) -> None:
     if is_pinned(target) and _libc.umount2(target.encode(), _MNT_DETACH) != 0:
         code = ctypes.get_errno()
         if code not in (errno.EINVAL, errno.ENOENT):
-            raise NetnsPinError(code, f"failed to unpin network namespace {target}: "
-                                f"{os.strerror(code)}")
-    try:
+            raise NetnsPinError(
+                code, f"failed to unpin network namespace {target}: {os.strerror(code)}"
+            )
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(target)
-    except FileNotFoundError:
-        pass
 
 
 def is_pinned(target: str) -> bool:

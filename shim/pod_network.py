@@ -153,8 +153,9 @@ class PodNetwork:
             self._cni.add_network_list(
                 self._loopback, RuntimeConf(sandbox_id, netns_path, LOOPBACK_IFNAME)
             )
-            return self._cni.add_network_list(network, self._runtime_conf(sandbox_id, netns_path,
-                                                                          attachment))
+            return self._cni.add_network_list(
+                network, self._runtime_conf(sandbox_id, netns_path, attachment)
+            )
         except CNIError as err:
             raise NetworkSetupError(
                 f"failed to set up network {network.name} for pod sandbox {sandbox_id}: {err}"
@@ -168,8 +169,9 @@ class PodNetwork:
         network = parse_conf_list(attachment.conf_bytes, source=attachment.conf_source)
         try:
             self._cni.del_network_list(network, self._runtime_conf(sandbox_id, netns, attachment))
-            self._cni.del_network_list(self._loopback, RuntimeConf(sandbox_id, netns,
-                                                                   LOOPBACK_IFNAME))
+            self._cni.del_network_list(
+                self._loopback, RuntimeConf(sandbox_id, netns, LOOPBACK_IFNAME)
+            )
         except CNIError as err:
             raise NetworkSetupError(
                 f"failed to tear down network {network.name} of pod sandbox {sandbox_id}: {err}"
@@ -183,7 +185,10 @@ class PodNetwork:
             return
         every_pod = [cid for ids in live.values() for cid in ids]
         plan = [
-            (choice.network, [GCAttachment(c, POD_IFNAME) for c in live.get(choice.network.name, [])]),
+            (
+                choice.network,
+                [GCAttachment(c, POD_IFNAME) for c in live.get(choice.network.name, [])],
+            ),
             (self._loopback, [GCAttachment(c, LOOPBACK_IFNAME) for c in every_pod]),
         ]
         for network, valid in plan:

@@ -56,7 +56,9 @@ def _check(field: str, value: str, pattern: re.Pattern[str], limit: int, what: s
 def _check_port_mapping(index: int, mapping: api_pb2.PortMapping) -> None:
     where = f"port_mappings[{index}]"
     if not 1 <= mapping.container_port <= 65535:
-        raise InvalidArgumentError(f"{where}.container_port {mapping.container_port} is not 1-65535")
+        raise InvalidArgumentError(
+            f"{where}.container_port {mapping.container_port} is not 1-65535"
+        )
     if not 0 <= mapping.host_port <= 65535:
         raise InvalidArgumentError(f"{where}.host_port {mapping.host_port} is not 0-65535")
     if mapping.protocol not in api_pb2.Protocol.values():

@@ -45,9 +45,7 @@ def status(ctx: ShimContext, verbose: bool) -> api_pb2.StatusResponse:
         network.status = False
         network.reason = "NetworkPluginNotReady"
         network.message = f"network plugin is not ready: {network_error}"
-    response = api_pb2.StatusResponse(
-        status=api_pb2.RuntimeStatus(conditions=[runtime, network])
-    )
+    response = api_pb2.StatusResponse(status=api_pb2.RuntimeStatus(conditions=[runtime, network]))
     if verbose:
         choice = ctx.network.choice()
         config = asdict(ctx.config)

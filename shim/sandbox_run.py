@@ -8,8 +8,8 @@ import time
 
 from cnilib.types import NetworkConfigList
 from cri_api import api_pb2
-from shim.context import ShimContext
 from shim.cni_translate import capability_args, cni_args, resolv_conf
+from shim.context import ShimContext
 from shim.errors import AlreadyExistsError, InfraRuntimeError, ShimError
 from shim.infra_runtime import InfraSpec
 from shim.netns_pin import pin, same_namespace, unpin
@@ -119,9 +119,7 @@ def _create_to_ready(
     record.network = attachment
     record.network_phase = NetworkPhase.PENDING
     ctx.store.save(record)
-    undo.push(
-        "tear down network", lambda: ctx.network.teardown(sandbox_id, netns_path, attachment)
-    )
+    undo.push("tear down network", lambda: ctx.network.teardown(sandbox_id, netns_path, attachment))
     result = ctx.network.setup(sandbox_id, netns_path, attachment)
     attachment.result = result.to_dict()
     record.network_phase = NetworkPhase.ATTACHED
@@ -148,8 +146,9 @@ def _give_back(ctx: ShimContext, record: SandboxRecord, undo: UndoStack) -> None
     try:
         ctx.store.save(record)
     except OSError as err:
-        log.error("sandbox %s: failed to keep its checkpoint after a failed undo: %s",
-                  record.id, err)
+        log.error(
+            "sandbox %s: failed to keep its checkpoint after a failed undo: %s", record.id, err
+        )
 
 
 def _reuse(ctx: ShimContext, existing: SandboxRecord) -> str:
@@ -157,8 +156,11 @@ def _reuse(ctx: ShimContext, existing: SandboxRecord) -> str:
     CRI-O does, rather than a "name is reserved" error that makes kubelet wait and retry."""
     state = ctx.infra.inspect(existing.id)
     if existing.state is SandboxState.READY and state is not None and state.running:
-        log.info("sandbox %s: RunPodSandbox repeated for %s, returning it", existing.id,
-                 existing.name_key)
+        log.info(
+            "sandbox %s: RunPodSandbox repeated for %s, returning it",
+            existing.id,
+            existing.name_key,
+        )
         return existing.id
     raise AlreadyExistsError(
         f"pod sandbox name {existing.name_key} is reserved for sandbox {existing.id}, "

@@ -10,8 +10,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cri_api import api_pb2, api_pb2_grpc
+from cri_api import api_pb2
 from shim.context import ShimContext
+from shim.grpc_registry import service_handler
 from shim.servicer import ImageService, RuntimeService
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,15 @@ MAX_WORKERS = 64
 
 
 def build_server(ctx: ShimContext) -> grpc.Server:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="rpc"))
-    api_pb2_grpc.add_RuntimeServiceServicer_to_server(RuntimeService(ctx), server)
-    api_pb2_grpc.add_ImageServiceServicer_to_server(ImageService(ctx), server)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="rpc")
+    )
+    server.add_generic_rpc_handlers(
+        (
+            service_handler("RuntimeService", RuntimeService(ctx)),
+            service_handler("ImageService", ImageService(ctx)),
+        )
+    )
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -33,8 +40,11 @@ def build_server(ctx: ShimContext) -> grpc.Server:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     reflection.enable_server_reflection(
-        [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME],
+        [
+            *services,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
         server,
     )
     socket_path = ctx.config.socket_path

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import grpc
 
-from cri_api import api_pb2, api_pb2_grpc
+from cri_api import api_pb2
 from shim import images, runtime_info
 from shim.context import ShimContext
-from shim.grpc_errors import maps_errors, unimplemented
+from shim.grpc_errors import maps_errors
 from shim.sandbox_remove import remove_pod_sandbox
 from shim.sandbox_run import run_pod_sandbox
 from shim.sandbox_status import list_pod_sandbox, pod_sandbox_status
@@ -18,7 +16,9 @@ from shim.sandbox_stop import stop_pod_sandbox
 Ctx = grpc.ServicerContext
 
 
-class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
+class RuntimeService:
+    """runtime.v1.RuntimeService: the RPCs cri-shim offers (the rest answer UNIMPLEMENTED)."""
+
     def __init__(self, ctx: ShimContext) -> None:
         self._ctx = ctx
 
@@ -70,7 +70,9 @@ class RuntimeService(api_pb2_grpc.RuntimeServiceServicer):
         return list_pod_sandbox(self._ctx, request)
 
 
-class ImageService(api_pb2_grpc.ImageServiceServicer):
+class ImageService:
+    """runtime.v1.ImageService: the image basics, through Docker."""
+
     def __init__(self, ctx: ShimContext) -> None:
         self._ctx = ctx
 
@@ -104,16 +106,3 @@ class ImageService(api_pb2_grpc.ImageServiceServicer):
         self, request: api_pb2.ImageFsInfoRequest, context: Ctx
     ) -> api_pb2.ImageFsInfoResponse:
         return images.image_fs_info(self._ctx)
-
-
-def _fill_unimplemented(servicer: type[Any], service_name: str) -> None:
-    """Every RPC of the service that the class does not define answers UNIMPLEMENTED naming
-    itself, instead of the generated stub's anonymous "Method not implemented!"."""
-    service = api_pb2.DESCRIPTOR.services_by_name[service_name]
-    for method in service.methods:
-        if method.name not in servicer.__dict__:
-            setattr(servicer, method.name, unimplemented(service.full_name, method.name))
-
-
-_fill_unimplemented(RuntimeService, "RuntimeService")
-_fill_unimplemented(ImageService, "ImageService")

@@ -56,8 +56,9 @@ class Pods:
 def plan() -> Iterator[NetworkPlan]:
     n = next(_subnets) + (os.getpid() % 50) * 4
     data_dir = new_workdir()
-    yield NetworkPlan(bridge=f"crst{os.getpid() % 1000}x{n}", subnet=f"10.200.{n % 250}.0/24",
-                      data_dir=data_dir)
+    yield NetworkPlan(
+        bridge=f"crst{os.getpid() % 1000}x{n}", subnet=f"10.200.{n % 250}.0/24", data_dir=data_dir
+    )
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -66,8 +67,9 @@ def pods() -> Pods:
     return Pods()
 
 
-def make_shim(plan: NetworkPlan, pods: Pods, bin_dirs: list[str] | None = None,
-              **kwargs: object) -> Iterator[Shim]:
+def make_shim(
+    plan: NetworkPlan, pods: Pods, bin_dirs: list[str] | None = None, **kwargs: object
+) -> Iterator[Shim]:
     workdir = new_workdir()
     shim = Shim(workdir, bin_dirs or [REFERENCE_PLUGINS], **kwargs)  # type: ignore[arg-type]
     shim.write_conf("10-e2e.conflist", plan.conflist())

@@ -66,14 +66,22 @@ class NetworkPlan:
         return {
             "cniVersion": self.cni_version,
             "name": self.name,
-            "plugins": [bridge, {"type": "portmap", "capabilities": {"portMappings": True}},
-                        *self.extra_plugins],
+            "plugins": [
+                bridge,
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+                *self.extra_plugins,
+            ],
         }
 
 
 class Shim:
-    def __init__(self, workdir: str, bin_dirs: list[str], plugin_timeout: float = 20.0,
-                 extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: str,
+        bin_dirs: list[str],
+        plugin_timeout: float = 20.0,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.socket = os.path.join(workdir, "cri.sock")
         self.root = os.path.join(workdir, "root")
@@ -99,19 +107,27 @@ class Shim:
 
     def start(self) -> None:
         cmd = [
-            sys.executable, "-m", "shim.main",
-            "--container-runtime-endpoint", self.endpoint,
-            "--root-directory", self.root,
-            "--cni-conf-dir", self.conf_dir,
-            "--cni-cache-dir", self.cache_dir,
-            "--cni-bin-dir", ",".join(self.bin_dirs),
-            "--cni-plugin-timeout", str(self.plugin_timeout),
-            "--log-level", "debug",
+            sys.executable,
+            "-m",
+            "shim.main",
+            "--container-runtime-endpoint",
+            self.endpoint,
+            "--root-directory",
+            self.root,
+            "--cni-conf-dir",
+            self.conf_dir,
+            "--cni-cache-dir",
+            self.cache_dir,
+            "--cni-bin-dir",
+            ",".join(self.bin_dirs),
+            "--cni-plugin-timeout",
+            str(self.plugin_timeout),
+            "--log-level",
+            "debug",
             *self.extra_args,
         ]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -182,7 +198,9 @@ class Shim:
         )
 
     def list_pods(self) -> list[api_pb2.PodSandbox]:
-        return list(self.runtime().ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=30).items)
+        return list(
+            self.runtime().ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=30).items
+        )
 
     def remove_all(self) -> None:
         for pod in self.list_pods():
@@ -191,12 +209,21 @@ class Shim:
     def crictl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         crictl = tool("crictl")
         assert crictl, "crictl is not installed"
-        cmd = [crictl, "--runtime-endpoint", self.endpoint, "--image-endpoint", self.endpoint,
-               "--timeout", "30s", *args]
+        cmd = [
+            crictl,
+            "--runtime-endpoint",
+            self.endpoint,
+            "--image-endpoint",
+            self.endpoint,
+            "--timeout",
+            "30s",
+            *args,
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
 
-    def grpcurl(self, *args: str, data: dict[str, Any] | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
+    def grpcurl(
+        self, *args: str, data: dict[str, Any] | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         grpcurl = tool("grpcurl")
         assert grpcurl, "grpcurl is not installed"
         # Go's flag parsing stops at the first positional argument (the socket): flags first.
@@ -219,24 +246,36 @@ def pod_config(name: str | None = None, **kwargs: Any) -> api_pb2.PodSandboxConf
 
 
 def infra_pid(sandbox_id: str) -> int:
-    out = subprocess.run(["/usr/bin/docker", "inspect", "-f", "{{.State.Pid}}", sandbox_id],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["/usr/bin/docker", "inspect", "-f", "{{.State.Pid}}", sandbox_id],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return int(out.stdout.strip())
 
 
 def netns_addresses(pid: int, ifname: str = "eth0") -> list[str]:
     out = subprocess.run(
         ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-j", "addr", "show", "dev", ifname],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    return [a["local"] for link in json.loads(out.stdout) for a in link["addr_info"]
-            if a.get("scope") == "global"]
+    return [
+        a["local"]
+        for link in json.loads(out.stdout)
+        for a in link["addr_info"]
+        if a.get("scope") == "global"
+    ]
 
 
 def netns_link_up(pid: int, ifname: str) -> bool:
     out = subprocess.run(
         ["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "-j", "link", "show", "dev", ifname],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return "UP" in json.loads(out.stdout)[0]["flags"]
 
@@ -257,21 +296,38 @@ class HostLeftovers:
 def leftovers(shim: Shim, plan: NetworkPlan | None, sandbox_ids: set[str]) -> HostLeftovers:
     """What the host still holds of this test's pods."""
     ps = subprocess.run(
-        ["/usr/bin/docker", "ps", "-aq", "--no-trunc", "--filter",
-         f"label=io.kubernetes.pod.namespace={POD_NAMESPACE}"],
-        capture_output=True, text=True, check=True,
+        [
+            "/usr/bin/docker",
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            f"label=io.kubernetes.pod.namespace={POD_NAMESPACE}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     mine = [c for c in ps.stdout.split() if c in sandbox_ids]
     veths: list[str] = []
     reservations: list[str] = []
     if plan is not None:
-        links = json.loads(subprocess.run(["ip", "-j", "link", "show", "type", "veth"],
-                                          capture_output=True, text=True, check=True).stdout)
+        links = json.loads(
+            subprocess.run(
+                ["ip", "-j", "link", "show", "type", "veth"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         veths = [link["ifname"] for link in links if link.get("master") == plan.bridge]
         net_dir = os.path.join(plan.data_dir, plan.name)
         if os.path.isdir(net_dir):
-            reservations = [f for f in os.listdir(net_dir)
-                            if f != "lock" and not f.startswith("last_reserved_ip")]
+            reservations = [
+                f
+                for f in os.listdir(net_dir)
+                if f != "lock" and not f.startswith("last_reserved_ip")
+            ]
     cache: list[str] = []
     results = os.path.join(shim.cache_dir, "results")
     if os.path.isdir(results):
@@ -290,18 +346,27 @@ def force_cleanup(shim: Shim, plan: NetworkPlan | None, sandbox_ids: set[str]) -
     netns_dir = os.path.join(shim.root, "netns")
     if os.path.isdir(netns_dir):
         for entry in os.listdir(netns_dir):
-            subprocess.run(["umount", "-l", os.path.join(netns_dir, entry)], capture_output=True,
-                           check=False)
+            subprocess.run(
+                ["umount", "-l", os.path.join(netns_dir, entry)], capture_output=True, check=False
+            )
     if plan is not None:
         subprocess.run(["ip", "link", "del", plan.bridge], capture_output=True, check=False)
-    saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True,
-                           check=False).stdout
+    saved = subprocess.run(
+        ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=False
+    ).stdout
     for line in saved.splitlines():
         if line.startswith("-A ") and any(s in line for s in sandbox_ids):
-            subprocess.run(["iptables", "-t", "nat", "-D", *line[3:].split()], capture_output=True,
-                           check=False)
+            subprocess.run(
+                ["iptables", "-t", "nat", "-D", *line[3:].split()], capture_output=True, check=False
+            )
 
 
 def new_workdir() -> str:
     # Short: a unix socket path must fit in 108 bytes.
     return tempfile.mkdtemp(prefix="crishim-")
+
+
+def details(err: BaseException) -> str:
+    """The status message of a failed RPC."""
+    assert isinstance(err, grpc.RpcError)
+    return str(err.details() or "")

@@ -6,14 +6,18 @@ import grpc
 import pytest
 
 from cri_api import api_pb2
-from tests.e2e.harness import Shim, pod_config
+from tests.e2e.harness import Shim, details, pod_config
 
 pytestmark = pytest.mark.integration
 
 
 def _meta(**overrides: object) -> api_pb2.PodSandboxMetadata:
-    fields: dict[str, object] = {"name": "ok", "namespace": "crishim-e2e", "uid": "u1",
-                                 "attempt": 0}
+    fields: dict[str, object] = {
+        "name": "ok",
+        "namespace": "crishim-e2e",
+        "uid": "u1",
+        "attempt": 0,
+    }
     fields.update(overrides)
     return api_pb2.PodSandboxMetadata(**fields)  # type: ignore[arg-type]
 
@@ -23,32 +27,52 @@ BAD_CONFIGS = [
     ("empty name", api_pb2.PodSandboxConfig(metadata=_meta(name="")), "metadata.name is empty"),
     ("semicolon", api_pb2.PodSandboxConfig(metadata=_meta(name="a;b")), "metadata.name"),
     ("equals", api_pb2.PodSandboxConfig(metadata=_meta(namespace="a=b")), "metadata.namespace"),
-    ("uid injection", api_pb2.PodSandboxConfig(metadata=_meta(uid="x;K8S_POD_NAME=evil")),
-     "metadata.uid"),
+    (
+        "uid injection",
+        api_pb2.PodSandboxConfig(metadata=_meta(uid="x;K8S_POD_NAME=evil")),
+        "metadata.uid",
+    ),
     ("too long", api_pb2.PodSandboxConfig(metadata=_meta(name="a" * 300)), "at most 253"),
-    ("bad port", api_pb2.PodSandboxConfig(
-        metadata=_meta(), port_mappings=[api_pb2.PortMapping(container_port=0, host_port=80)]),
-     "port_mappings[0].container_port"),
-    ("bad host ip", api_pb2.PodSandboxConfig(
-        metadata=_meta(),
-        port_mappings=[api_pb2.PortMapping(container_port=80, host_port=80, host_ip="nope")]),
-     "port_mappings[0].host_ip"),
-    ("bad dns server", api_pb2.PodSandboxConfig(
-        metadata=_meta(), dns_config=api_pb2.DNSConfig(servers=["dns.example"])),
-     "dns_config.servers"),
-    ("bad dns option", api_pb2.PodSandboxConfig(
-        metadata=_meta(), dns_config=api_pb2.DNSConfig(options=["ndots:5\nnameserver 1.2.3.4"])),
-     "dns_config.options"),
+    (
+        "bad port",
+        api_pb2.PodSandboxConfig(
+            metadata=_meta(), port_mappings=[api_pb2.PortMapping(container_port=0, host_port=80)]
+        ),
+        "port_mappings[0].container_port",
+    ),
+    (
+        "bad host ip",
+        api_pb2.PodSandboxConfig(
+            metadata=_meta(),
+            port_mappings=[api_pb2.PortMapping(container_port=80, host_port=80, host_ip="nope")],
+        ),
+        "port_mappings[0].host_ip",
+    ),
+    (
+        "bad dns server",
+        api_pb2.PodSandboxConfig(
+            metadata=_meta(), dns_config=api_pb2.DNSConfig(servers=["dns.example"])
+        ),
+        "dns_config.servers",
+    ),
+    (
+        "bad dns option",
+        api_pb2.PodSandboxConfig(
+            metadata=_meta(), dns_config=api_pb2.DNSConfig(options=["ndots:5\nnameserver 1.2.3.4"])
+        ),
+        "dns_config.options",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "config", "needle"), BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
-def test_run_rejects_bad_config(shim: Shim, case: str, config: api_pb2.PodSandboxConfig,
-                                needle: str) -> None:
+def test_run_rejects_bad_config(
+    shim: Shim, case: str, config: api_pb2.PodSandboxConfig, needle: str
+) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         shim.run_pod(config)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert needle in caught.value.details()
+    assert needle in details(caught.value)
     assert shim.list_pods() == []
 
 
@@ -58,14 +82,14 @@ def test_unknown_runtime_handler(shim: Shim) -> None:
             api_pb2.RunPodSandboxRequest(config=pod_config(), runtime_handler="kata"), timeout=30
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "kata" in caught.value.details()
+    assert "kata" in details(caught.value)
 
 
 def test_unknown_ids(shim: Shim) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         shim.status("f" * 64)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-    assert "f" * 64 in caught.value.details()
+    assert "f" * 64 in details(caught.value)
     with pytest.raises(grpc.RpcError) as caught:
         shim.status("")
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -83,4 +107,4 @@ def test_bad_pod_cidr(shim: Shim) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         shim.runtime().UpdateRuntimeConfig(request, timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "10.0.0.0/33" in caught.value.details()
+    assert "10.0.0.0/33" in details(caught.value)

@@ -16,8 +16,7 @@ pytestmark = pytest.mark.integration
 
 def test_twenty_parallel_pods(shim: Shim, plan: NetworkPlan, pods: Pods) -> None:
     with ThreadPoolExecutor(max_workers=20) as pool:
-        ids = list(pool.map(lambda _: pods.add(shim.run_pod(pod_config(), timeout=240)),
-                            range(20)))
+        ids = list(pool.map(lambda _: pods.add(shim.run_pod(pod_config(), timeout=240)), range(20)))
     assert len(set(ids)) == 20
     statuses = [shim.status(sid).status for sid in ids]
     assert all(s.state == api_pb2.SANDBOX_READY for s in statuses)

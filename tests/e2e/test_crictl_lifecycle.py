@@ -31,8 +31,12 @@ def _pod_json(tmp_path: os.PathLike[str], name: str) -> str:
     with open(path, "w") as f:
         json.dump(
             {
-                "metadata": {"name": name, "namespace": POD_NAMESPACE, "uid": f"uid-{name}",
-                             "attempt": 1},
+                "metadata": {
+                    "name": name,
+                    "namespace": POD_NAMESPACE,
+                    "uid": f"uid-{name}",
+                    "attempt": 1,
+                },
                 "hostname": name,
                 "log_directory": "/tmp",
                 "port_mappings": [{"protocol": 0, "container_port": 80, "host_port": 31480}],
@@ -45,8 +49,9 @@ def _pod_json(tmp_path: os.PathLike[str], name: str) -> str:
 
 
 @needs_crictl
-def test_crictl_runp_inspectp_stopp_rmp(shim: Shim, plan: NetworkPlan, pods: Pods,
-                                        tmp_path: os.PathLike[str]) -> None:
+def test_crictl_runp_inspectp_stopp_rmp(
+    shim: Shim, plan: NetworkPlan, pods: Pods, tmp_path: os.PathLike[str]
+) -> None:
     sandbox_id = pods.add(shim.crictl("runp", _pod_json(tmp_path, "web")).stdout.strip())
     assert len(sandbox_id) == 64
 
@@ -93,8 +98,9 @@ def test_crictl_info_and_version(shim: Shim) -> None:
 
 
 @needs_crictl
-def test_crictl_rmp_force_and_unknown(shim: Shim, plan: NetworkPlan, pods: Pods,
-                                      tmp_path: os.PathLike[str]) -> None:
+def test_crictl_rmp_force_and_unknown(
+    shim: Shim, plan: NetworkPlan, pods: Pods, tmp_path: os.PathLike[str]
+) -> None:
     sandbox_id = pods.add(shim.crictl("runp", _pod_json(tmp_path, "forced")).stdout.strip())
     refused = shim.crictl("rmp", sandbox_id, check=False)
     assert refused.returncode != 0  # crictl refuses a READY pod without --force
@@ -115,8 +121,12 @@ def test_grpcurl_reflection_and_health(shim: Shim) -> None:
     assert health["status"] == "SERVING"
     version = json.loads(shim.grpcurl("runtime.v1.RuntimeService/Version").stdout)
     # grpcurl prints the proto field names: our reflection descriptors carry no json_name.
-    assert version == {"version": "0.1.0", "runtime_name": "cri-shim",
-                       "runtime_version": "0.1.0", "runtime_api_version": "v1"}
+    assert version == {
+        "version": "0.1.0",
+        "runtime_name": "cri-shim",
+        "runtime_version": "0.1.0",
+        "runtime_api_version": "v1",
+    }
     assert oct(os.stat(shim.socket).st_mode & 0o777) == "0o660"
 
 
@@ -128,21 +138,33 @@ def test_grpcurl_unimplemented_names_itself(shim: Shim) -> None:
 
 
 def test_grpcurl_run_and_remove(shim: Shim, plan: NetworkPlan, pods: Pods) -> None:
-    request = {"config": {"metadata": {"name": "curl-pod", "namespace": POD_NAMESPACE,
-                                       "uid": "curl-uid", "attempt": 0}}}
+    request = {
+        "config": {
+            "metadata": {
+                "name": "curl-pod",
+                "namespace": POD_NAMESPACE,
+                "uid": "curl-uid",
+                "attempt": 0,
+            }
+        }
+    }
     out = shim.grpcurl("runtime.v1.RuntimeService/RunPodSandbox", data=request).stdout
     sandbox_id = pods.add(json.loads(out)["pod_sandbox_id"])
-    status = json.loads(shim.grpcurl("runtime.v1.RuntimeService/PodSandboxStatus",
-                                     data={"pod_sandbox_id": sandbox_id, "verbose": True}).stdout)
+    status = json.loads(
+        shim.grpcurl(
+            "runtime.v1.RuntimeService/PodSandboxStatus",
+            data={"pod_sandbox_id": sandbox_id, "verbose": True},
+        ).stdout
+    )
     assert status["status"]["state"] == "SANDBOX_READY"
     assert json.loads(status["info"]["info"])["cniResult"]["ips"]
-    shim.grpcurl("runtime.v1.RuntimeService/RemovePodSandbox",
-                 data={"pod_sandbox_id": sandbox_id})
+    shim.grpcurl("runtime.v1.RuntimeService/RemovePodSandbox", data={"pod_sandbox_id": sandbox_id})
     assert leftovers(shim, plan, {sandbox_id}).empty()
 
 
 def shim_nat_rules() -> str:
     import subprocess
 
-    return subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True
+    ).stdout

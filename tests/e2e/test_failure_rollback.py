@@ -11,7 +11,15 @@ import grpc
 import pytest
 
 from tests.e2e.conftest import Pods, make_shim
-from tests.e2e.harness import REFERENCE_PLUGINS, NetworkPlan, Shim, leftovers, new_workdir, pod_config
+from tests.e2e.harness import (
+    REFERENCE_PLUGINS,
+    NetworkPlan,
+    Shim,
+    details,
+    leftovers,
+    new_workdir,
+    pod_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -61,8 +69,8 @@ def test_failed_add_at_each_position_leaves_nothing(
         failing_shim.run_pod(pod_config())
     err = caught.value
     assert err.code() == grpc.StatusCode.UNKNOWN
-    assert "e2e-fail refuses this pod" in err.details()
-    assert "code 7" in err.details()
+    assert "e2e-fail refuses this pod" in details(err)
+    assert "code 7" in details(err)
     assert failing_shim.list_pods() == []
     created = _sandbox_ids_in_log(failing_shim)
     pods.ids.update(created)
@@ -79,7 +87,7 @@ def test_hanging_plugin_is_killed_after_timeout(
     failing_shim.write_conf("10-e2e.conflist", conf)
     with pytest.raises(grpc.RpcError) as caught:
         failing_shim.run_pod(pod_config())
-    assert "timed out" in caught.value.details() or "timeout" in caught.value.details()
+    assert "timed out" in details(caught.value) or "timeout" in details(caught.value)
     assert failing_shim.list_pods() == []
     created = _sandbox_ids_in_log(failing_shim)
     pods.ids.update(created)

@@ -12,7 +12,7 @@ import pytest
 
 from cri_api import api_pb2
 from tests.e2e.conftest import Pods
-from tests.e2e.harness import NetworkPlan, Shim, infra_pid, leftovers, pod_config
+from tests.e2e.harness import NetworkPlan, Shim, details, infra_pid, leftovers, pod_config
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def test_network_ready_follows_conf_dir(shim: Shim, plan: NetworkPlan, pods: Pod
     with pytest.raises(grpc.RpcError) as caught:
         shim.run_pod(pod_config())
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert shim.conf_dir in caught.value.details()
+    assert shim.conf_dir in details(caught.value)
 
     shim.write_conf("00-garbage.conflist", "{not json")
     missing = plan.conflist()
@@ -52,16 +52,22 @@ def test_network_ready_follows_conf_dir(shim: Shim, plan: NetworkPlan, pods: Pod
     assert leftovers(shim, plan, {sid}).empty()
 
 
-def test_pod_cidr_reaches_host_local_as_ip_ranges(shim: Shim, plan: NetworkPlan,
-                                                  pods: Pods) -> None:
+def test_pod_cidr_reaches_host_local_as_ip_ranges(
+    shim: Shim, plan: NetworkPlan, pods: Pods
+) -> None:
     conf = plan.conflist()
     conf["plugins"][0]["capabilities"] = {"ipRanges": True}
     del conf["plugins"][0]["ipam"]["ranges"]
     shim.write_conf("10-e2e.conflist", conf)
     cidr = str(next(ipaddress.ip_network(plan.subnet).subnets(new_prefix=25)))
     shim.runtime().UpdateRuntimeConfig(
-        api_pb2.UpdateRuntimeConfigRequest(runtime_config=api_pb2.RuntimeConfig(
-            network_config=api_pb2.NetworkConfig(pod_cidr=cidr))), timeout=30)
+        api_pb2.UpdateRuntimeConfigRequest(
+            runtime_config=api_pb2.RuntimeConfig(
+                network_config=api_pb2.NetworkConfig(pod_cidr=cidr)
+            )
+        ),
+        timeout=30,
+    )
     sid = pods.add(shim.run_pod(pod_config()))
     ip = shim.status(sid).status.network.ip
     assert ipaddress.ip_address(ip) in ipaddress.ip_network(cidr)
@@ -70,12 +76,12 @@ def test_pod_cidr_reaches_host_local_as_ip_ranges(shim: Shim, plan: NetworkPlan,
 
 
 def test_dns_config_becomes_resolv_conf(shim: Shim, pods: Pods) -> None:
-    dns = api_pb2.DNSConfig(servers=["10.96.0.10"], searches=["ns.svc.cluster.local"],
-                            options=["ndots:5"])
+    dns = api_pb2.DNSConfig(
+        servers=["10.96.0.10"], searches=["ns.svc.cluster.local"], options=["ndots:5"]
+    )
     sid = pods.add(shim.run_pod(pod_config(dns_config=dns)))
     with open(f"/proc/{infra_pid(sid)}/root/etc/resolv.conf") as f:
-        assert f.read() == ("nameserver 10.96.0.10\nsearch ns.svc.cluster.local\n"
-                            "options ndots:5\n")
+        assert f.read() == ("nameserver 10.96.0.10\nsearch ns.svc.cluster.local\noptions ndots:5\n")
     with open(f"/proc/{infra_pid(sid)}/root/etc/hostname") as f:
         assert f.read().strip() == shim.status(sid).status.metadata.name
 

@@ -14,8 +14,9 @@ from tests.e2e.harness import NetworkPlan, Shim, leftovers, pod_config
 pytestmark = pytest.mark.integration
 
 
-def test_sigkill_restart_keeps_pods_and_cleans_them(shim: Shim, plan: NetworkPlan,
-                                                    pods: Pods) -> None:
+def test_sigkill_restart_keeps_pods_and_cleans_them(
+    shim: Shim, plan: NetworkPlan, pods: Pods
+) -> None:
     ids = [pods.add(shim.run_pod(pod_config())) for _ in range(3)]
     ips = {sid: shim.status(sid).status.network.ip for sid in ids}
     shim.stop_pod(ids[2])
@@ -24,8 +25,11 @@ def test_sigkill_restart_keeps_pods_and_cleans_them(shim: Shim, plan: NetworkPla
     shim.start()
 
     listed = {p.id: p.state for p in shim.list_pods()}
-    assert listed == {ids[0]: api_pb2.SANDBOX_READY, ids[1]: api_pb2.SANDBOX_READY,
-                      ids[2]: api_pb2.SANDBOX_NOTREADY}
+    assert listed == {
+        ids[0]: api_pb2.SANDBOX_READY,
+        ids[1]: api_pb2.SANDBOX_READY,
+        ids[2]: api_pb2.SANDBOX_NOTREADY,
+    }
     for sid in ids[:2]:
         assert shim.status(sid).status.network.ip == ips[sid]
     for sid in ids:
