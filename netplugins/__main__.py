@@ -1,4 +1,4 @@
-"""``python -m netplugins install DIR [TYPE...]``."""
+"""``python -m netplugins install DIR [TYPE...]`` and ``python -m netplugins worker``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ def main(argv: list[str] | None = None) -> int:
     inst = sub.add_parser("install", help="write the plugin executables into DIR")
     inst.add_argument("directory")
     inst.add_argument("types", nargs="*", help="only these CNI types (default: all)")
+    work = sub.add_parser("worker", help="run the warm worker (zygote) on a unix socket")
+    work.add_argument("--socket", required=True)
     opts = parser.parse_args(argv)
+    if opts.cmd == "worker":
+        from netplugins.worker import serve
+
+        serve(opts.socket)
+        return 0
     from netplugins.install import install
 
     for path in install(opts.directory, opts.types or None):
