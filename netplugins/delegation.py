@@ -3,14 +3,13 @@
 SPEC "Delegated plugins": the delegate is found by ``type`` in CNI_PATH and gets the caller's
 environment with CNI_COMMAND possibly changed. When the executable found is one of ours we run it
 in this process through :func:`skel.run` (same input, same output, no 150 ms interpreter start);
-a foreign binary is exec'd.
+a foreign binary is exec'd through :mod:`cnilib.delegate`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 from typing import Any
 
 from netplugins import errors, registry, skel
@@ -31,19 +30,20 @@ def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
     )
 
 
-def _run(path: str, env: dict[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
-    ours = registry.identify(path)
-    if ours is not None:
-        return skel.run(registry.load_spec(ours), env, stdin)
+def _run_ours(plugin_type: str, env: dict[str, str], stdin: bytes) -> bytes:
+    code, out, _ = skel.run(registry.load_spec(plugin_type), env, stdin)
+    if code == 0:
+        return out
     try:
-        proc = subprocess.run(
-            [path], input=stdin, env=env, capture_output=True, timeout=DELEGATE_TIMEOUT
+        body = json.loads(out)
+        error = errors.NetPluginError(
+            str(body["msg"]), str(body.get("details", "")), int(body.get("code", 999))
         )
-    except subprocess.TimeoutExpired as exc:
-        raise errors.TryAgainError(f"failed to run delegate {path}: timed out") from exc
-    except OSError as exc:
-        raise errors.IOFailure(f"failed to run delegate {path}", str(exc)) from exc
-    return proc.returncode, proc.stdout, proc.stderr
+    except (ValueError, KeyError, TypeError):
+        error = errors.NetPluginError(
+            f"failed to run delegate {plugin_type}", out[:300].decode(errors="replace")
+        )
+    raise error
 
 
 def delegate(
@@ -53,26 +53,35 @@ def delegate(
     path = find_plugin(plugin_type, args.path)
     env = dict(args.env)
     env["CNI_COMMAND"] = command
-    code, out, err = _run(path, env, json.dumps(netconf).encode())
-    if code != 0:
+    stdin = json.dumps(netconf).encode()
+    ours = registry.identify(path)
+    if ours is not None:
+        out = _run_ours(ours, env, stdin)
+        if command != "ADD":
+            return None
         try:
-            body = json.loads(out)
-            raise errors.NetPluginError(
-                str(body.get("msg", "")), str(body.get("details", "")), int(body.get("code", 999))
-            )
-        except (ValueError, AttributeError, TypeError):
-            raise errors.NetPluginError(
-                f"failed to {command} delegate {plugin_type}: exit {code}",
-                (out + err).decode(errors="replace")[:500],
-            ) from None
-    if command != "ADD":
-        return None
+            result = json.loads(out)
+        except ValueError as exc:
+            raise errors.DecodeError(f"failed to decode result of delegate {plugin_type}") from exc
+        return normalize(result)
+    return _run_foreign(command, plugin_type, stdin, env)
+
+
+def _run_foreign(
+    command: str, plugin_type: str, stdin: bytes, env: dict[str, str]
+) -> dict[str, Any] | None:
+    """A foreign binary, exec'd through cnilib.delegate; its error object passes through."""
+    from cnilib import delegate as cni_delegate
+    from cnilib.errors import CNIError
+
     try:
-        result = json.loads(out)
-    except ValueError as exc:
-        raise errors.DecodeError(
-            f"failed to decode result of delegate {plugin_type}", out[:200].decode(errors="replace")
-        ) from exc
-    if not isinstance(result, dict):
-        raise errors.DecodeError(f"failed to decode result of delegate {plugin_type}")
-    return normalize(result)
+        if command == "ADD":
+            result = cni_delegate.delegate_add(plugin_type, stdin, DELEGATE_TIMEOUT, env=env)
+            return normalize(result.to_dict())
+        if command == "CHECK":
+            cni_delegate.delegate_check(plugin_type, stdin, DELEGATE_TIMEOUT, env=env)
+        else:
+            cni_delegate.delegate_del(plugin_type, stdin, DELEGATE_TIMEOUT, env=env)
+    except CNIError as exc:
+        raise errors.NetPluginError(exc.msg, exc.details, exc.code) from exc
+    return None
