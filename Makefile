@@ -3,6 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 SOCKET ?= /run/cri-shim.sock
+CNI_BIN_DIR ?= /usr/lib/cni
 PROTO_SRC := proto/cri_api/api.proto
 
 .PHONY: setup host venv pause-image test-tools run test unit integration lint bench proto proto-check
@@ -30,7 +31,7 @@ test-tools: venv
 
 run: setup
 	$(VENV)/bin/cri-shim --container-runtime-endpoint unix://$(SOCKET) \
-	    --cni-conf-dir $(CURDIR)/examples/net.d --log-level info
+	    --cni-conf-dir $(CURDIR)/examples/net.d --cni-bin-dir $(CNI_BIN_DIR) --log-level info
 
 test: setup test-tools proto-check lint
 	PATH=$(CURDIR)/.tools/bin:$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -ra tests

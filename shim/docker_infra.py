@@ -191,9 +191,15 @@ class DockerInfraRuntime:
             raise InfraRuntimeError(f"failed to remove image {image}: {_reason(err)}") from err
 
     def images_root(self) -> str:
+        return str(self._info("DockerRootDir"))
+
+    def cgroup_driver(self) -> str:
+        return str(self._info("CgroupDriver"))
+
+    def _info(self, key: str) -> object:
         try:
-            return str(self._api.info()["DockerRootDir"])
-        except docker.errors.DockerException as err:
+            return self._api.info()[key]
+        except (docker.errors.DockerException, KeyError) as err:
             raise InfraRuntimeError(f"failed to query the docker engine: {_reason(err)}") from err
 
 

@@ -78,3 +78,12 @@ def update_runtime_config(ctx: ShimContext, request: api_pb2.UpdateRuntimeConfig
     if cidrs != ctx.pod_cidrs.cidrs:
         log.info("pod CIDRs are now %s", cidrs)
         ctx.pod_cidrs.set(cidrs)
+
+
+def runtime_config(ctx: ShimContext) -> api_pb2.RuntimeConfigResponse:
+    """The cgroup driver kubelet (and crictl) must match: the one the Docker engine uses."""
+    driver = ctx.infra.cgroup_driver()
+    value = api_pb2.SYSTEMD if driver == "systemd" else api_pb2.CGROUPFS
+    return api_pb2.RuntimeConfigResponse(
+        linux=api_pb2.LinuxRuntimeConfiguration(cgroup_driver=value)
+    )

@@ -31,6 +31,12 @@ class RuntimeService:
         return runtime_info.status(self._ctx, request.verbose)
 
     @maps_errors
+    def RuntimeConfig(
+        self, request: api_pb2.RuntimeConfigRequest, context: Ctx
+    ) -> api_pb2.RuntimeConfigResponse:
+        return runtime_info.runtime_config(self._ctx)
+
+    @maps_errors
     def UpdateRuntimeConfig(
         self, request: api_pb2.UpdateRuntimeConfigRequest, context: Ctx
     ) -> api_pb2.UpdateRuntimeConfigResponse:

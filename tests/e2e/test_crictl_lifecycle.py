@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -95,6 +96,14 @@ def test_crictl_info_and_version(shim: Shim) -> None:
     assert conditions == {"RuntimeReady": True, "NetworkReady": True}
     assert info["lastCNILoadStatus"] == "OK"
     assert info["cniconfig"]["network"]["name"] == "crishim-e2e"
+    docker_driver = subprocess.run(
+        ["/usr/bin/docker", "info", "-f", "{{.CgroupDriver}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    runtime_config = shim.crictl("runtime-config").stdout.split()
+    assert runtime_config == ["cgroup", "driver:", docker_driver.upper()]
 
 
 @needs_crictl
