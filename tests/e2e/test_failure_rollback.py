@@ -100,3 +100,21 @@ def _sandbox_ids_in_log(shim: Shim) -> set[str]:
     import re
 
     return set(re.findall(r"sandbox ([0-9a-f]{64})", shim.log()))
+
+
+@pytest.fixture
+def missing_image_shim(plan: NetworkPlan, pods: Pods) -> Iterator[Shim]:
+    # Nothing can be pulled here: the registry is unreachable, so the pull must fail cleanly.
+    yield from make_shim(
+        plan, pods, extra_args=["--pod-infra-container-image", "cri-shim.invalid/none:0"]
+    )
+
+
+def test_infra_image_pull_failure_creates_nothing(
+    missing_image_shim: Shim, plan: NetworkPlan, pods: Pods
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        missing_image_shim.run_pod(pod_config())
+    assert "failed to pull image cri-shim.invalid/none:0" in details(caught.value)
+    assert missing_image_shim.list_pods() == []
+    assert os.listdir(os.path.join(missing_image_shim.root, "sandboxes")) == []
