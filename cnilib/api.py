@@ -14,6 +14,7 @@ Obligations implemented here, by spec section:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -23,9 +24,11 @@ from dataclasses import dataclass, replace
 from cnilib.cache import ResultCache
 from cnilib.conf import NAME_PATTERN, parse_conf
 from cnilib.errors import (
+    CODE_INVALID_NETWORK_CONFIG,
     CODE_UNKNOWN_CONTAINER,
     CNIError,
     ConfigError,
+    InvalidArgumentError,
     VersionError,
 )
 from cnilib.invoke import (
@@ -358,6 +361,13 @@ def _validate_runtime_conf(net: NetworkConfigList, rt: RuntimeConf) -> None:
         raise ConfigError(net.source, "name", f"{net.name!r} must match {NAME_PATTERN.pattern}")
     validate_container_id(rt.container_id)
     validate_ifname(rt.ifname)
+    # Capability args travel as JSON on stdin; find out now, not between two plugins.
+    try:
+        json.dumps(dict(rt.capability_args))
+    except (TypeError, ValueError) as err:
+        raise InvalidArgumentError(
+            "capability args are not JSON-serializable", str(err), code=CODE_INVALID_NETWORK_CONFIG
+        ) from err
 
 
 def _live_netns(netns: str) -> str:

@@ -115,6 +115,14 @@ def test_invalid_runtime_names_are_refused_before_any_plugin_runs(
     assert plugins.calls == []
 
 
+def test_unserializable_capability_args_refused_before_any_plugin(
+    cni: CNIConfig, plugins: FakePlugins
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="JSON"):
+        cni.add_network_list(net(), RuntimeConf("c1", "", "eth0", capability_args={"x": {1, 2}}))
+    assert plugins.calls == []
+
+
 def test_valid_edge_names_are_accepted(cni: CNIConfig) -> None:
     cni.add_network_list(net(), RuntimeConf("A1_b.c-d", "", "x" * 15))
 
