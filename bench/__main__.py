@@ -1,0 +1,276 @@
+"""`python -m bench` (`make bench`): one JSON document on stdout, logs on stderr.
+
+- shim: RunPodSandbox / StopPodSandbox / RemovePodSandbox latency through gRPC, one pod at a
+  time and at a fixed concurrency;
+- floor: the same work done directly (docker + the CNI chain exec'd from here), in the same run,
+  in blocks alternating with the shim's (shim first, then floor first, ...) so that drift of the
+  machine (other jobs, page cache, Docker's state) falls on both alike;
+- ratios: shim p50 / floor p50 per verb; the target is RunPodSandbox within 1.10x;
+- plugins: what `bench.bench_plugins.run()` reports, when that module is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from bench.bench_shim import ShimPods, ShimProcess
+from bench.floor import FloorPods, probe_oom_score_adj
+from bench.hostnet import (
+    DOCKER,
+    INFRA_IMAGE,
+    REFERENCE_PLUGINS,
+    BenchNetwork,
+    force_cleanup,
+    leftovers,
+)
+from bench.measure import VERBS, PodDriver, Samples, concurrently, one_at_a_time
+from bench.stats import percentile, ratio
+
+log = logging.getLogger("bench")
+
+RUN_TARGET = 1.10
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--pods", type=int, default=30, help="pods per driver and phase")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--block", type=int, default=5, help="pods per alternating block")
+    p.add_argument("--warmup", type=int, default=3, help="unrecorded pods per driver first")
+    p.add_argument("--shim-log-level", default="info", choices=["debug", "info", "warning"])
+    p.add_argument("--keep-shim-log", metavar="PATH", help="copy the shim's log here at the end")
+    p.add_argument("--skip-plugins", action="store_true", help="do not run bench.bench_plugins")
+    return p.parse_args(argv)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def stdout_kept_for_report() -> Iterator[int]:
+    """Point fd 1 at stderr while the benchmark runs, so that nothing it starts (plugins,
+    helpers, a stray print) can mix into the JSON; yields the real stdout's fd."""
+    sys.stdout.flush()
+    real = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield real
+    finally:
+        sys.stdout.flush()
+        os.dup2(real, 1)
+        os.close(real)
+
+
+def preflight() -> None:
+    if os.geteuid() != 0:
+        raise RuntimeError("the benchmark needs root (docker, network namespaces, iptables)")
+    if not os.path.exists(os.path.join(REFERENCE_PLUGINS, "bridge")):
+        raise RuntimeError(f"the reference CNI plugins are missing from {REFERENCE_PLUGINS}")
+    import subprocess
+
+    probe = subprocess.run(
+        [DOCKER, "image", "inspect", INFRA_IMAGE], capture_output=True, check=False, timeout=60
+    )
+    if probe.returncode != 0:
+        raise RuntimeError(f"infra image {INFRA_IMAGE} is missing: run `make pause-image`")
+
+
+def pod_names(label: str, phase: str, count: int) -> list[str]:
+    return [f"{label}-{phase}-{i}" for i in range(count)]
+
+
+def blocks(total: int, size: int) -> list[int]:
+    full, rest = divmod(total, size)
+    return [size] * full + ([rest] if rest else [])
+
+
+def lifecycle_benchmark(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    pid = os.getpid()
+    pod_namespace = f"crbench-{pid}"
+    workdir = tempfile.mkdtemp(prefix="crbench-")
+    net = BenchNetwork(
+        bridge=f"crbench{pid % 100000}",
+        subnet=f"10.204.{pid % 250 + 1}.0/24",
+        data_dir=os.path.join(workdir, "ipam"),
+    )
+    shim = ShimProcess(os.path.join(workdir, "shim"), [REFERENCE_PLUGINS], args.shim_log_level)
+    shim.write_conflist(net.conflist())
+    shim_pods: ShimPods | None = None
+    floor: FloorPods | None = None
+    report["metadata"]["network"] = {"bridge": net.bridge, "subnet": net.subnet}
+    report["metadata"]["conflist"] = net.conflist()
+    try:
+        preflight()
+        shim.start()
+        shim_pods = ShimPods(shim, pod_namespace)
+        floor = FloorPods(net, pod_namespace, REFERENCE_PLUGINS, probe_oom_score_adj())
+        drivers: tuple[PodDriver, PodDriver] = (shim_pods, floor)
+
+        # Warm-up: the shim asks every plugin VERSION once, Docker and the page cache settle.
+        for driver in drivers:
+            one_at_a_time(driver, pod_names(driver.label, "warm", args.warmup), None)
+
+        sequential = {d.label: Samples() for d in drivers}
+        for i, size in enumerate(blocks(args.pods, args.block)):
+            order = drivers if i % 2 == 0 else drivers[::-1]
+            for driver in order:
+                names = pod_names(driver.label, f"seq{i}", size)
+                one_at_a_time(driver, names, sequential[driver.label])
+
+        concurrent = {d.label: Samples() for d in drivers}
+        for driver in drivers:
+            names = pod_names(driver.label, "conc", args.pods)
+            concurrently(driver, names, args.concurrency, concurrent[driver.label])
+
+        for d in drivers:
+            report[d.label] = {
+                "one_at_a_time": sequential[d.label].summary(),
+                f"concurrency_{args.concurrency}": concurrent[d.label].summary(),
+            }
+        report["ratios"] = ratios(sequential, concurrent, args.concurrency)
+        left = leftovers(net, pod_namespace, shim_pods.ids | floor.ids, shim.root)
+        report["host"] = {
+            "clean_after_teardown": left.empty() and not _cache_files(shim),
+            "leftovers_after_teardown": {**left.as_dict(), "cni_cache": _cache_files(shim)},
+        }
+    finally:
+        ids: set[str] = set()
+        if shim_pods is not None:
+            with contextlib.suppress(Exception):
+                if shim.proc is not None and shim.proc.poll() is None:
+                    shim_pods.remove_all()
+            ids |= shim_pods.ids
+        if floor is not None:
+            ids |= floor.ids
+        shim.terminate()
+        if args.keep_shim_log:
+            with contextlib.suppress(OSError):
+                shutil.copyfile(shim.log_path, args.keep_shim_log)
+        force_cleanup(net, pod_namespace, ids, shim.root)
+        final = leftovers(net, pod_namespace, ids, shim.root)
+        report.setdefault("host", {})["clean_at_exit"] = final.empty()
+        if not final.empty():
+            report["host"]["leftovers_at_exit"] = final.as_dict()
+            log.error("the host still holds benchmark leftovers: %s", final.as_dict())
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cache_files(shim: ShimProcess) -> list[str]:
+    results = os.path.join(shim.cache_dir, "results")
+    return sorted(os.listdir(results)) if os.path.isdir(results) else []
+
+
+def ratios(
+    sequential: dict[str, Samples], concurrent: dict[str, Samples], concurrency: int
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for verb in VERBS:
+        shim_p50 = percentile(sequential["shim"].of(verb), 50) * 1000
+        floor_p50 = percentile(sequential["floor"].of(verb), 50) * 1000
+        entry: dict[str, Any] = {
+            "shim_p50_ms": round(shim_p50, 2),
+            "floor_p50_ms": round(floor_p50, 2),
+            "overhead_ms": round(shim_p50 - floor_p50, 2),
+            "ratio": ratio(shim_p50, floor_p50),
+        }
+        if verb == "run":
+            entry["target"] = RUN_TARGET
+            entry["meets_target"] = bool(entry["ratio"] <= RUN_TARGET)
+        out[verb] = entry
+    out[f"concurrency_{concurrency}"] = {
+        verb: ratio(
+            percentile(concurrent["shim"].of(verb), 50),
+            percentile(concurrent["floor"].of(verb), 50),
+        )
+        for verb in VERBS
+    }
+    return out
+
+
+def plugins_section() -> dict[str, Any]:
+    """The netplugins chain benchmark, owned by its own module; absent is not an error."""
+    try:
+        module = importlib.import_module("bench.bench_plugins")
+    except ImportError as err:
+        return {"skipped": f"bench.bench_plugins is not available: {err}"}
+    run: Callable[[], dict[str, Any]] = module.run
+    try:
+        return run()
+    except Exception as err:
+        log.error("bench.bench_plugins.run() failed:\n%s", traceback.format_exc())
+        return {"error": f"bench.bench_plugins.run() failed: {type(err).__name__}: {err}"}
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN: a statistic without samples becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    started = time.monotonic()
+    report: dict[str, Any] = {
+        "metadata": {
+            "pods": args.pods,
+            "concurrency": args.concurrency,
+            "warmup_pods": args.warmup,
+            "block_size": args.block,
+            "order": "one-at-a-time blocks alternate shim/floor first (ABBA...)",
+            "host_ports_per_pod": 0,
+            "cpu_count": os.cpu_count(),
+            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+            "shim_log_level": args.shim_log_level,
+            "cni_plugins": REFERENCE_PLUGINS,
+            "infra_image": INFRA_IMAGE,
+            "started_at": now(),
+        }
+    }
+    failed = False
+    with stdout_kept_for_report() as real_stdout:
+        try:
+            lifecycle_benchmark(args, report)
+        except Exception as err:
+            failed = True
+            log.error("benchmark failed:\n%s", traceback.format_exc())
+            report["error"] = f"{type(err).__name__}: {err}"
+        report["plugins"] = (
+            {"skipped": "--skip-plugins given"} if args.skip_plugins else plugins_section()
+        )
+        report["metadata"]["finished_at"] = now()
+        report["metadata"]["duration_s"] = round(time.monotonic() - started, 1)
+        text = json.dumps(_finite(report), indent=2, allow_nan=False) + "\n"
+        os.write(real_stdout, text.encode())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

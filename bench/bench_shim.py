@@ -1,0 +1,153 @@
+"""The shim under test: a real `python -m shim.main` process on a private socket, root, conf
+dir and cache dir, driven through the generated gRPC stubs exactly as kubelet drives it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+import grpc
+
+from cri_api import api_pb2, api_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RPC_TIMEOUT_S = 120.0
+
+
+class ShimProcess:
+    def __init__(self, workdir: str, bin_dirs: list[str], log_level: str = "info") -> None:
+        self.socket = os.path.join(workdir, "cri.sock")
+        self.root = os.path.join(workdir, "root")
+        self.conf_dir = os.path.join(workdir, "net.d")
+        self.cache_dir = os.path.join(workdir, "cache")
+        self.log_path = os.path.join(workdir, "shim.log")
+        self.bin_dirs = bin_dirs
+        self.log_level = log_level
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._channel: grpc.Channel | None = None
+        os.makedirs(self.conf_dir, exist_ok=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"unix://{self.socket}"
+
+    def write_conflist(self, conflist: dict[str, Any]) -> None:
+        with open(os.path.join(self.conf_dir, "10-bench.conflist"), "w") as f:
+            json.dump(conflist, f, indent=1)
+
+    def start(self) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "shim.main",
+            "--container-runtime-endpoint",
+            self.endpoint,
+            "--root-directory",
+            self.root,
+            "--cni-conf-dir",
+            self.conf_dir,
+            "--cni-cache-dir",
+            self.cache_dir,
+            "--cni-bin-dir",
+            ",".join(self.bin_dirs),
+            "--cni-plugin-timeout",
+            "60",
+            "--log-level",
+            self.log_level,
+        ]
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"cri-shim exited with {self.proc.returncode}: {self.tail()}")
+            if os.path.exists(self.socket):
+                try:
+                    self.runtime().Version(api_pb2.VersionRequest(), timeout=2)
+                    return
+                except grpc.RpcError:
+                    pass
+            time.sleep(0.05)
+        raise RuntimeError(f"cri-shim did not answer within 60 s: {self.tail()}")
+
+    def terminate(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self.proc = None
+
+    def tail(self, chars: int = 4000) -> str:
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()[-chars:]
+        except FileNotFoundError:
+            return ""
+
+    def runtime(self) -> api_pb2_grpc.RuntimeServiceStub:
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.endpoint)
+        return api_pb2_grpc.RuntimeServiceStub(self._channel)
+
+
+class ShimPods:
+    """The three verbs through gRPC; remembers every id it got, for cleanup."""
+
+    label = "shim"
+
+    def __init__(self, shim: ShimProcess, pod_namespace: str) -> None:
+        self._shim = shim
+        self._pod_namespace = pod_namespace
+        self._stub = shim.runtime()
+        self._guard = threading.Lock()
+        self.ids: set[str] = set()
+
+    def run(self, name: str) -> str:
+        config = api_pb2.PodSandboxConfig(
+            metadata=api_pb2.PodSandboxMetadata(
+                name=name, namespace=self._pod_namespace, uid=uuid.uuid4().hex, attempt=0
+            ),
+            hostname=name,
+            log_directory=f"/var/log/pods/{self._pod_namespace}_{name}",
+        )
+        response = self._stub.RunPodSandbox(
+            api_pb2.RunPodSandboxRequest(config=config), timeout=RPC_TIMEOUT_S
+        )
+        sandbox_id = str(response.pod_sandbox_id)
+        with self._guard:
+            self.ids.add(sandbox_id)
+        return sandbox_id
+
+    def stop(self, sandbox_id: str) -> None:
+        self._stub.StopPodSandbox(
+            api_pb2.StopPodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=RPC_TIMEOUT_S
+        )
+
+    def remove(self, sandbox_id: str) -> None:
+        self._stub.RemovePodSandbox(
+            api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=RPC_TIMEOUT_S
+        )
+
+    def remove_all(self) -> None:
+        """Cleanup through the shim itself: every sandbox it still lists."""
+        listed = self._stub.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=RPC_TIMEOUT_S)
+        for pod in listed.items:
+            with self._guard:
+                self.ids.add(str(pod.id))
+            self.remove(str(pod.id))
