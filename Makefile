@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 SOCKET ?= /run/cri-shim.sock
-CNI_BIN_DIR ?= /usr/lib/cni
+# make run's network runs on our own plugins (netplugins), installed here.
+CNI_BIN_DIR ?= $(CURDIR)/build/cni-bin
 PROTO_SRC := proto/cri_api/api.proto
 
 .PHONY: setup host venv pause-image test-tools run test unit integration lint bench proto proto-check
@@ -30,6 +31,7 @@ test-tools: venv
 	bash scripts/test-tools.sh
 
 run: setup
+	$(PY) -m netplugins install $(CNI_BIN_DIR)
 	$(VENV)/bin/cri-shim --container-runtime-endpoint unix://$(SOCKET) \
 	    --cni-conf-dir $(CURDIR)/examples/net.d --cni-bin-dir $(CNI_BIN_DIR) --log-level info
 

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 
+from netplugins.warm import WarmExecutor
 from shim.config import ShimConfig, parse_args
 from shim.context import PodCIDRs, ShimContext
 from shim.docker_infra import DockerInfraRuntime
@@ -21,7 +22,15 @@ from shim.server import build_server
 log = logging.getLogger("shim")
 
 
-def build_context(config: ShimConfig) -> ShimContext:
+def plugin_executor(config: ShimConfig) -> WarmExecutor | None:
+    """Our own plugins (netplugins) run in a warm pre-forked worker: a cold Python exec costs
+    ~150 ms per plugin. Any other plugin, or any failure to reach the worker, is exec'd."""
+    if not config.cni_warm_plugins:
+        return None
+    return WarmExecutor(socket_path=os.path.join(config.root_directory, "netplugins-worker.sock"))
+
+
+def build_context(config: ShimConfig, executor: WarmExecutor | None) -> ShimContext:
     os.makedirs(config.root_directory, mode=0o700, exist_ok=True)
     pod_cidrs = PodCIDRs(os.path.join(config.root_directory, "pod-cidrs.json"))
     pod_cidrs.load()
@@ -34,6 +43,7 @@ def build_context(config: ShimConfig) -> ShimContext:
             config.cni_bin_dirs,
             config.cni_cache_dir,
             config.cni_plugin_timeout,
+            executor=executor,
         ),
         pod_cidrs=pod_cidrs,
         infra_oom_score_adj=infra_oom_score_adj(),
@@ -47,7 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    ctx = build_context(config)
+    executor = plugin_executor(config)
+    try:
+        return serve(config, executor)
+    finally:
+        if executor is not None:
+            executor.stop()
+
+
+def serve(config: ShimConfig, executor: WarmExecutor | None) -> int:
+    ctx = build_context(config, executor)
     recover(ctx)
     server = build_server(ctx)
     done = threading.Event()
