@@ -1,0 +1,70 @@
+"""For a CNI 1.1 network, NetworkReady comes from the plugins' STATUS answers (codes 50/51 mean
+not ready), and it follows them without a restart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+
+import pytest
+
+from cri_api import api_pb2
+from tests.e2e.conftest import Pods, make_shim
+from tests.e2e.harness import REFERENCE_PLUGINS, NetworkPlan, Shim, new_workdir
+
+pytestmark = pytest.mark.integration
+
+# A 1.1 plugin whose STATUS fails with code 50 while the file named in its config exists.
+GATED = """#!/bin/sh
+conf=$(cat)
+gate=$(printf '%s' "$conf" | sed -n 's/.*"gate": *"\\([^"]*\\)".*/\\1/p')
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}' ;;
+STATUS) if [ -e "$gate" ]; then
+          echo '{"cniVersion":"1.1.0","code":50,"msg":"e2e-gated: overlay not up yet"}'
+          exit 1
+        fi ;;
+ADD) echo '{"cniVersion":"1.1.0","ips":[{"address":"10.200.250.9/24"}]}' ;;
+esac
+exit 0
+"""
+
+
+@pytest.fixture
+def gated_plugin_dir() -> Iterator[str]:
+    directory = new_workdir()
+    path = os.path.join(directory, "e2e-gated")
+    with open(path, "w") as f:
+        f.write(GATED)
+    os.chmod(path, stat.S_IRWXU)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def gated_shim(plan: NetworkPlan, pods: Pods, gated_plugin_dir: str) -> Iterator[Shim]:
+    yield from make_shim(plan, pods, bin_dirs=[gated_plugin_dir, REFERENCE_PLUGINS])
+
+
+def _network_ready(shim: Shim) -> api_pb2.RuntimeCondition:
+    status = shim.runtime().Status(api_pb2.StatusRequest(), timeout=30)
+    return next(c for c in status.status.conditions if c.type == "NetworkReady")
+
+
+def test_status_of_a_1_1_network_drives_network_ready(
+    gated_shim: Shim, gated_plugin_dir: str
+) -> None:
+    gate = os.path.join(gated_plugin_dir, "not-ready")
+    open(gate, "w").close()
+    gated_shim.write_conf(
+        "10-e2e.conflist",
+        {"cniVersion": "1.1.0", "name": "gated", "plugins": [{"type": "e2e-gated", "gate": gate}]},
+    )
+    condition = _network_ready(gated_shim)
+    assert not condition.status
+    assert condition.reason == "NetworkPluginNotReady"
+    assert "e2e-gated: overlay not up yet" in condition.message
+    os.unlink(gate)
+    assert _network_ready(gated_shim).status
