@@ -1,0 +1,45 @@
+"""What the infra container looks like in Docker: named and labelled so it can be found again,
+no network of its own, the pod's hostname, and the OOM score the kernel allows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from tests.e2e.conftest import Pods
+from tests.e2e.harness import POD_NAMESPACE, Shim, pod_config
+
+pytestmark = pytest.mark.integration
+
+
+def _kernel_allows_negative_oom_score() -> bool:
+    probe = subprocess.run(
+        ["/bin/sh", "-c", "echo -998 > /proc/self/oom_score_adj"], capture_output=True, check=False
+    )
+    return probe.returncode == 0
+
+
+def test_infra_container_shape(shim: Shim, pods: Pods) -> None:
+    config = pod_config(labels={"app": "shape"})
+    sid = pods.add(shim.run_pod(config))
+    inspect = json.loads(
+        subprocess.run(
+            ["/usr/bin/docker", "inspect", sid], capture_output=True, text=True, check=True
+        ).stdout
+    )[0]
+    meta = config.metadata
+    assert inspect["Name"] == f"/k8s_POD_{meta.name}_{POD_NAMESPACE}_{meta.uid}_0"
+    labels = inspect["Config"]["Labels"]
+    assert labels["io.kubernetes.pod.name"] == meta.name
+    assert labels["io.kubernetes.pod.namespace"] == POD_NAMESPACE
+    assert labels["io.kubernetes.pod.uid"] == meta.uid
+    assert labels["io.kubernetes.docker.type"] == "podsandbox"
+    assert labels["app"] == "shape"
+    assert inspect["HostConfig"]["NetworkMode"] == "none"
+    assert inspect["Config"]["Hostname"] == meta.name
+    expected = -998 if _kernel_allows_negative_oom_score() else 0
+    assert inspect["HostConfig"]["OomScoreAdj"] == expected
+    warnings = [line for line in shim.log().splitlines() if "oom_score_adj" in line]
+    assert len(warnings) == (0 if expected == -998 else 1)
