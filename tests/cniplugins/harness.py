@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnilib.api import CNIConfig
+from cnilib.conf import parse_conf
+from cnilib.errors import CNIError
+from cnilib.types import RuntimeConf
+
 RECORDER = Path(__file__).with_name("recorder.py")
 
 
@@ -90,3 +95,13 @@ def cleanup_pid(pid: int) -> None:
     if not process_gone(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
+
+
+def delete_leftover_attachments(cni: CNIConfig, netns: str) -> None:
+    """Finalizer: a test that failed after ADD must not leave iptables rules or veths."""
+    for att in cni.get_cached_attachments(""):
+        rt = RuntimeConf(att.container_id, netns, att.ifname, att.args, att.capability_args)
+        try:
+            cni.del_network_list(parse_conf(att.config), rt)
+        except CNIError as err:
+            print(f"cleanup DEL of {att.container_id} failed: {err}")

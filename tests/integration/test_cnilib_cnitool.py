@@ -19,7 +19,7 @@ from cnilib.api import CNIConfig
 from cnilib.cli import container_id_for
 from cnilib.conf import find_conf_list
 from cnilib.types import RuntimeConf
-from tests.cniplugins.harness import calls, install_recorder
+from tests.cniplugins.harness import calls, delete_leftover_attachments, install_recorder
 
 REFERENCE_BIN = "/usr/lib/cni"
 
@@ -181,6 +181,9 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
             bridge,
         )
     finally:
+        delete_leftover_attachments(
+            CNIConfig([REFERENCE_BIN], str(tmp_path / "cache")), f"/var/run/netns/{name}"
+        )
         subprocess.run(["ip", "netns", "del", name], check=False)
         subprocess.run(["ip", "link", "del", bridge], check=False, capture_output=True)
 

@@ -23,6 +23,7 @@ import pytest
 from cnilib.api import CNIConfig
 from cnilib.conf import parse_conf
 from cnilib.types import NetworkConfigList, Result, RuntimeConf
+from tests.cniplugins.harness import delete_leftover_attachments
 
 REFERENCE_BIN = "/usr/lib/cni"
 VERSIONS = ["0.3.1", "0.4.0", "1.0.0"]
@@ -67,6 +68,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
     name = f"cnilibt-{tag}"
     sh("ip", "netns", "add", name)
     bridge = f"cnilib{tag}"
+    cni = CNIConfig([REFERENCE_BIN], str(tmp_path / "cache"), timeout=30)
     try:
         yield Env(
             netns_name=name,
@@ -74,10 +76,11 @@ def env(tmp_path: Path) -> Iterator[Env]:
             bridge=bridge,
             data_dir=tmp_path / "ipam",
             cache_dir=tmp_path / "cache",
-            cni=CNIConfig([REFERENCE_BIN], str(tmp_path / "cache"), timeout=30),
+            cni=cni,
             container_id=f"cnilibt{tag}",
         )
     finally:
+        delete_leftover_attachments(cni, f"/var/run/netns/{name}")
         sh("ip", "netns", "del", name, check=False)
         if os.path.exists(f"/sys/class/net/{bridge}"):
             sh("ip", "link", "del", bridge, check=False)
