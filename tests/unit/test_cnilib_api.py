@@ -13,7 +13,13 @@ import pytest
 
 from cnilib.api import CNIConfig
 from cnilib.conf import parse_conf_list
-from cnilib.errors import InvalidArgumentError, PluginError, PluginNotFoundError, VersionError
+from cnilib.errors import (
+    CacheError,
+    InvalidArgumentError,
+    PluginError,
+    PluginNotFoundError,
+    VersionError,
+)
 from cnilib.types import GCAttachment, NetworkConfigList, RuntimeConf
 
 Handler = Callable[[str, Mapping[str, str], dict[str, Any]], tuple[int, bytes]]
@@ -306,3 +312,33 @@ def test_timeout_value_is_passed_to_executor(tmp_path: Path, bin_dir: Path) -> N
         net(), RT
     )
     assert set(seen) == {7.5}
+
+
+def test_cache_write_failure_rolls_back(
+    tmp_path: Path, bin_dir: Path, plugins: FakePlugins
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    cni = CNIConfig([str(bin_dir)], str(blocker), executor=plugins)
+    with pytest.raises(CacheError):
+        cni.add_network_list(net(), RT)
+    assert plugins.commands() == [("a", "ADD"), ("b", "ADD"), ("b", "DEL"), ("a", "DEL")]
+
+
+def test_del_replays_cached_args_when_the_caller_lost_them(
+    cni: CNIConfig, plugins: FakePlugins
+) -> None:
+    obj = {
+        "cniVersion": "1.0.0",
+        "name": "n",
+        "plugins": [{"type": "a", "capabilities": {"portMappings": True}}],
+    }
+    conf = parse_conf_list(json.dumps(obj).encode())
+    mappings = [{"hostPort": 31050, "containerPort": 80}]
+    cni.add_network_list(
+        conf, RuntimeConf("c1", "", "eth0", (("K8S_POD_NAME", "p"),), {"portMappings": mappings})
+    )
+    cni.del_network_list(conf, RuntimeConf("c1", "", "eth0"))  # e.g. after a restart
+    [(_, _, env, stdin)] = [c for c in plugins.calls if c[1] == "DEL"]
+    assert env["CNI_ARGS"] == "K8S_POD_NAME=p"
+    assert stdin["runtimeConfig"] == {"portMappings": mappings}
