@@ -7,11 +7,14 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -370,3 +373,18 @@ def details(err: BaseException) -> str:
     """The status message of a failed RPC."""
     assert isinstance(err, grpc.RpcError)
     return str(err.details() or "")
+
+
+@contextmanager
+def script_plugins(plugins: dict[str, str]) -> Iterator[str]:
+    """A private bin dir holding test plugins written as shell scripts (name -> body)."""
+    directory = new_workdir()
+    try:
+        for name, body in plugins.items():
+            path = os.path.join(directory, name)
+            with open(path, "w") as f:
+                f.write(body)
+            os.chmod(path, stat.S_IRWXU)
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

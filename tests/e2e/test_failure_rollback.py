@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import stat
 from collections.abc import Iterator
 
 import grpc
@@ -17,8 +15,8 @@ from tests.e2e.harness import (
     Shim,
     details,
     leftovers,
-    new_workdir,
     pod_config,
+    script_plugins,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,14 +41,8 @@ exit 0
 
 @pytest.fixture
 def test_plugins() -> Iterator[str]:
-    directory = new_workdir()
-    for name, body in (("e2e-fail", FAILING), ("e2e-hang", HANGING)):
-        path = os.path.join(directory, name)
-        with open(path, "w") as f:
-            f.write(body)
-        os.chmod(path, stat.S_IRWXU)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
+    with script_plugins({"e2e-fail": FAILING, "e2e-hang": HANGING}) as directory:
+        yield directory
 
 
 @pytest.fixture

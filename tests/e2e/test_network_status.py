@@ -4,15 +4,13 @@ not ready), and it follows them without a restart."""
 from __future__ import annotations
 
 import os
-import shutil
-import stat
 from collections.abc import Iterator
 
 import pytest
 
 from cri_api import api_pb2
 from tests.e2e.conftest import Pods, make_shim
-from tests.e2e.harness import REFERENCE_PLUGINS, NetworkPlan, Shim, new_workdir
+from tests.e2e.harness import REFERENCE_PLUGINS, NetworkPlan, Shim, script_plugins
 
 pytestmark = pytest.mark.integration
 
@@ -34,13 +32,8 @@ exit 0
 
 @pytest.fixture
 def gated_plugin_dir() -> Iterator[str]:
-    directory = new_workdir()
-    path = os.path.join(directory, "e2e-gated")
-    with open(path, "w") as f:
-        f.write(GATED)
-    os.chmod(path, stat.S_IRWXU)
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
+    with script_plugins({"e2e-gated": GATED}) as directory:
+        yield directory
 
 
 @pytest.fixture
