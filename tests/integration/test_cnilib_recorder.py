@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -350,3 +351,43 @@ def test_del_is_repeatable_and_tolerates_corrupt_cache(rig: Rig) -> None:
     assert order(rig.log)[3:] == ["DEL:c", "DEL:b", "DEL:a"] * 2
     assert all("prevResult" not in r["stdin"] for r in calls(rig.log, "DEL"))
     assert not (rig.cache_dir / "results" / "recnet-c1-eth0").exists()
+
+
+def test_parallel_attachments_stay_separate(rig: Rig) -> None:
+    """One CNIConfig shared by many threads, as the shim uses it."""
+    conf = rig.conf("1.0.0")
+    ids = [f"p{i}" for i in range(8)]
+    errors: list[BaseException] = []
+
+    def lifecycle(cid: str) -> None:
+        try:
+            rig.cni.add_network_list(conf, rig.rt(cid))
+            rig.cni.check_network_list(conf, rig.rt(cid))
+            rig.cni.del_network_list(conf, rig.rt(cid))
+        except BaseException as err:  # reported below, in the test's thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=lifecycle, args=(cid,)) for cid in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    for cid in ids:
+        mine = [
+            f"{r['command']}:{r['tag']}"
+            for r in calls(rig.log)
+            if r["env"]["CNI_CONTAINERID"] == cid
+        ]
+        assert mine == [
+            "ADD:a",
+            "ADD:b",
+            "ADD:c",
+            "CHECK:a",
+            "CHECK:b",
+            "CHECK:c",
+            "DEL:c",
+            "DEL:b",
+            "DEL:a",
+        ]
+    assert rig.cni.get_cached_attachments("") == []
