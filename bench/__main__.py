@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import ipaddress
 import json
 import logging
 import math
@@ -122,6 +123,9 @@ def lifecycle_benchmark(args: argparse.Namespace, report: dict[str, Any]) -> Non
         floor = FloorPods(net, pod_namespace, REFERENCE_PLUGINS, probe_oom_score_adj())
         drivers: tuple[PodDriver, PodDriver] = (shim_pods, floor)
 
+        report["metadata"]["sanity_pod_ips"] = {
+            d.label: check_pod_gets_address(d, net) for d in drivers
+        }
         # Warm-up: the shim asks every plugin VERSION once, Docker and the page cache settle.
         for driver in drivers:
             one_at_a_time(driver, pod_names(driver.label, "warm", args.warmup), None)
@@ -163,12 +167,28 @@ def lifecycle_benchmark(args: argparse.Namespace, report: dict[str, Any]) -> Non
             with contextlib.suppress(OSError):
                 shutil.copyfile(shim.log_path, args.keep_shim_log)
         force_cleanup(net, pod_namespace, ids, shim.root)
-        final = leftovers(net, pod_namespace, ids, shim.root)
+        shutil.rmtree(workdir, ignore_errors=True)
+        final = leftovers(net, pod_namespace, ids, shim.root, bridge=True)
+        if os.path.exists(workdir):
+            final.mounts.append(f"{workdir} could not be removed")
         report.setdefault("host", {})["clean_at_exit"] = final.empty()
         if not final.empty():
             report["host"]["leftovers_at_exit"] = final.as_dict()
             log.error("the host still holds benchmark leftovers: %s", final.as_dict())
-        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def check_pod_gets_address(driver: PodDriver, net: BenchNetwork) -> str:
+    """Before timing anything: one pod through the whole lifecycle must get an address in the
+    network's subnet, or the figures would time something other than a pod with a network."""
+    pod_id = driver.run(f"{driver.label}-sanity")
+    try:
+        ip = driver.pod_ip(pod_id)
+    finally:
+        driver.stop(pod_id)
+        driver.remove(pod_id)
+    if not ip or ipaddress.ip_address(ip) not in ipaddress.ip_network(net.subnet):
+        raise RuntimeError(f"{driver.label} pod {pod_id} got address {ip!r}, not in {net.subnet}")
+    return ip
 
 
 def _cache_files(shim: ShimProcess) -> list[str]:

@@ -144,6 +144,12 @@ class ShimPods:
             api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sandbox_id), timeout=RPC_TIMEOUT_S
         )
 
+    def pod_ip(self, sandbox_id: str) -> str:
+        status = self._stub.PodSandboxStatus(
+            api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id), timeout=RPC_TIMEOUT_S
+        )
+        return str(status.status.network.ip)
+
     def remove_all(self) -> None:
         """Cleanup through the shim itself: every sandbox it still lists."""
         listed = self._stub.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=RPC_TIMEOUT_S)

@@ -111,6 +111,13 @@ class FloorPods:
             self._exec("DEL", "loopback", lo, container_id, att.netns, "lo", "")
         self._api.stop(container_id, timeout=STOP_TIMEOUT_S)
 
+    def pod_ip(self, container_id: str) -> str:
+        """The first address the chain's result gives the pod (plain, without prefix length)."""
+        with self._guard:
+            att = self._attachments.get(container_id)
+        ips = att.result.get("ips", []) if att is not None else []
+        return str(ips[0]["address"]).split("/")[0] if ips else ""
+
     def remove(self, container_id: str) -> None:
         self._api.remove_container(container_id, force=True, v=True)
 

@@ -61,6 +61,7 @@ class HostLeftovers:
     reservations: list[str] = field(default_factory=list)
     iptables_rules: list[str] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)
+    bridge: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not any(vars(self).values())
@@ -123,9 +124,12 @@ def mounts_under(directory: str) -> list[str]:
 
 
 def leftovers(
-    net: BenchNetwork, pod_namespace: str, ids: set[str], mount_root: str
+    net: BenchNetwork, pod_namespace: str, ids: set[str], mount_root: str, bridge: bool = False
 ) -> HostLeftovers:
+    """What the host holds of the benchmark's pods; with `bridge`, the bridge too (CNI DEL
+    never removes a bridge, so it is a leftover only once the benchmark has cleaned up)."""
     return HostLeftovers(
+        bridge=[net.bridge] if bridge and os.path.exists(f"/sys/class/net/{net.bridge}") else [],
         containers=labelled_containers(pod_namespace),
         veths=bridge_veths(net.bridge),
         reservations=reservations(net),
@@ -136,8 +140,11 @@ def leftovers(
 
 def force_cleanup(net: BenchNetwork, pod_namespace: str, ids: set[str], mount_root: str) -> None:
     """Remove by hand whatever the benchmark's pods still hold. Touches only things named by
-    our label, our bridge, our ids and our own directories."""
+    our label, our bridge, our ids and our own directories. A container whose id the benchmark
+    never learnt (a RunPodSandbox cut short) is found by its label, and its id added to `ids`
+    so that its iptables rules go too."""
     for cid in labelled_containers(pod_namespace):
+        ids.add(cid)
         _run(DOCKER, "rm", "-f", "-v", cid)
     for point in sorted(mounts_under(mount_root), reverse=True):
         _run("umount", "-l", point)

@@ -30,6 +30,8 @@ class PodDriver(Protocol):
 
     def remove(self, pod_id: str) -> None: ...
 
+    def pod_ip(self, pod_id: str) -> str: ...
+
 
 @dataclass
 class Samples:
