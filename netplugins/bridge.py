@@ -252,6 +252,8 @@ def _finish_add(
         _add_default_routes(result)
     if ips:
         _configure_container(cont, args.ifname, result)
+    else:
+        cont.set_up(args.ifname)  # layer 2 only: still up, as the reference leaves it
     if conf.is_gateway:
         for ip in ips:
             gw = ip.get("gateway")

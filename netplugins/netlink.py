@@ -35,6 +35,8 @@ _GONE = (errno.ENODEV, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENX
 
 AF_INET = 2
 AF_INET6 = 10
+# Routes we add are "boot" routes, like those the reference plugins add through netlink.
+RTPROT_BOOT = 3
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 
@@ -313,6 +315,7 @@ class Namespace:
         attrs: dict[str, Any] = {
             "dst": str(net),
             "oif": self.require_link(dev).index,
+            "proto": RTPROT_BOOT,
             "family": AF_INET if net.version == 4 else AF_INET6,
         }
         if gw:

@@ -1,0 +1,327 @@
+"""Differential tests: our loopback / bridge / host-local against the reference binaries.
+
+Each case runs ours and then the reference on the same input (same bridge name, subnet,
+container id, so chain names match), each in a fresh namespace with a fresh dataDir, takes a
+snapshot of what matters with iproute2's own JSON output (independent of our pyroute2 code),
+deletes, and checks nothing is left. The two snapshots must be equal.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netplugins.iptables import chain_name
+from tests.integration.test_netplugins_support import (
+    REF_DIR,
+    Resources,
+    install_ours,
+    ip_json,
+    needs_reference,
+    needs_root,
+    netns_path,
+    resources,
+    run_plugin,
+    sh,
+)
+
+pytestmark = [pytest.mark.integration, needs_root, needs_reference]
+
+CID = "npt-diff-0001"
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return install_ours(tmp_path_factory.mktemp("netplugins-bin"))
+
+
+def _addresses(ifname: str, netns: str = "") -> list[str]:
+    out = []
+    for link in ip_json("addr", "show", "dev", ifname, netns=netns):
+        for a in link.get("addr_info", []):
+            if a.get("scope") == "link":
+                continue
+            out.append(f"{a['local']}/{a['prefixlen']}")
+    return sorted(out)
+
+
+def _routes(ifname: str, netns: str) -> list[str]:
+    out = []
+    for family in ("-4", "-6"):
+        for r in ip_json(family, "route", "show", "dev", ifname, netns=netns):
+            if r["dst"].startswith(("fe80", "ff00", "multicast")):
+                continue
+            out.append(f"{r['dst']} via {r.get('gateway', '-')} {r.get('protocol', '')}")
+    return sorted(out)
+
+
+def _link(ifname: str, netns: str = "") -> dict[str, Any]:
+    (link,) = ip_json("-d", "link", "show", "dev", ifname, netns=netns)
+    info = link.get("linkinfo", {})
+    slave = info.get("info_slave_data", {})
+    return {
+        "kind": info.get("info_kind"),
+        "mtu": link["mtu"],
+        "up": "UP" in link["flags"],
+        "promisc": "PROMISC" in link["flags"],
+        "hairpin": slave.get("hairpin"),
+        "vlan_filtering": info.get("info_data", {}).get("vlan_filtering"),
+    }
+
+
+def _vlans(ifname: str) -> Any:
+    out = sh("bridge", "-j", "vlan", "show", "dev", ifname)
+    data = json.loads(out or "[]")
+    return [v.get("vlans") for v in data]
+
+
+def _iptables_nat(network: str) -> list[str]:
+    """This network's masquerade rules for CID (other helpers' chains share the table)."""
+    chain = chain_name(network, CID)
+    rules = []
+    for binary in ("iptables", "ip6tables"):
+        for line in sh(binary, "-w", "-t", "nat", "-S").splitlines():
+            if chain in line:
+                rules.append(f"{binary} {line}")
+    return sorted(rules)
+
+
+def _normalise_result(result: dict[str, Any], netns: str, veth: str) -> dict[str, Any]:
+    out = copy.deepcopy(result)
+    for iface in out.get("interfaces", []):
+        iface.pop("mac", None)
+        if iface.get("name") == veth:
+            iface["name"] = "<host-veth>"
+        if "sandbox" in iface:
+            iface["sandbox"] = "<netns>"
+    for ip in out.get("ips", []):
+        ip.pop("version", None)  # the Debian 1.1.1 binaries omit it on 0.4.0 (spec keeps it)
+    if not out.get("dns"):
+        out.pop("dns", None)
+    for key in ("routes", "interfaces", "ips"):
+        if not out.get(key):
+            out.pop(key, None)
+    return out
+
+
+def _state_files(data_dir: Path, network: str) -> dict[str, str]:
+    net = data_dir / network
+    if not net.exists():
+        return {}
+    return {p.name: p.read_text(errors="replace") for p in sorted(net.iterdir())}
+
+
+def _exercise(
+    plugin_dir: str, res: Resources, conf: dict[str, Any], tmp: Path, ifname: str = "eth0"
+) -> dict[str, Any]:
+    """ADD, snapshot, CHECK, DEL, DEL again; return the snapshot plus the after-DEL state."""
+    conf = copy.deepcopy(conf)
+    data_dir = tmp / f"ipam-{os.path.basename(plugin_dir)}-{len(res.netns)}"
+    if "ipam" in conf:
+        conf["ipam"]["dataDir"] = str(data_dir)
+    bridge = conf.get("bridge", "cni0")
+    res.bridges.append(bridge)
+    res.masq.append((conf["name"], CID))
+    ns = res.new_netns()
+    path = netns_path(ns)
+    add = run_plugin(plugin_dir, "bridge", "ADD", conf, netns=path, container_id=CID, ifname=ifname)
+    if add.code != 0:
+        # e.g. "vlan" on a kernel without bridge VLAN filtering: fail the same way, leave nothing.
+        return {
+            "add_error_code": add.error["code"],
+            "container_links": [link["ifname"] for link in ip_json("link", "show", netns=ns)],
+            "state": sorted(_state_files(data_dir, conf.get("name", ""))),
+        }
+    result = add.result
+    ports = ip_json("link", "show", "master", bridge)
+    assert len(ports) == 1
+    veth = ports[0]["ifname"]
+    snap: dict[str, Any] = {
+        "result": _normalise_result(result, path, veth),
+        "container_link": _link(ifname, ns),
+        "container_addrs": _addresses(ifname, ns),
+        "container_routes": _routes(ifname, ns),
+        "bridge": _link(bridge),
+        "bridge_addrs": _addresses(bridge),
+        "host_veth": _link(veth),
+        "vlans": _vlans(veth) if conf.get("vlan") else None,
+        "iptables": _iptables_nat(conf["name"]),
+        "state": _state_files(data_dir, conf["name"]),
+    }
+    if result.get("cniVersion") != "0.3.1":
+        check_conf = dict(conf, prevResult=result)
+        chk = run_plugin(
+            plugin_dir, "bridge", "CHECK", check_conf, netns=path, container_id=CID, ifname=ifname
+        )
+        snap["check"] = chk.code
+        if chk.code:
+            snap["check_msg"] = chk.error["msg"]
+    for _ in range(2):  # DEL is repeatable
+        delete = run_plugin(
+            plugin_dir, "bridge", "DEL", conf, netns=path, container_id=CID, ifname=ifname
+        )
+        assert delete.code == 0, delete.stdout
+    snap["after_del"] = {
+        "container_links": sorted(link["ifname"] for link in ip_json("link", "show", netns=ns)),
+        "bridge_ports": ip_json("link", "show", "master", bridge),
+        "iptables": _iptables_nat(conf["name"]),
+        "state": sorted(_state_files(data_dir, conf["name"])),
+    }
+    sh("ip", "link", "del", bridge)
+    return snap
+
+
+def _bridge_conf(version: str, **extra: Any) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "cniVersion": version,
+        "name": "npt-diffnet",
+        "type": "bridge",
+        "bridge": "nptdiff0",
+        "ipam": {"type": "host-local", "subnet": "10.202.20.0/24"},
+    }
+    conf.update(extra)
+    return conf
+
+
+CASES = {
+    "plain-0.3.1": _bridge_conf("0.3.1"),
+    "gateway-0.4.0": _bridge_conf("0.4.0", isGateway=True),
+    "default-gw-hairpin-mtu": _bridge_conf(
+        "1.0.0", isDefaultGateway=True, hairpinMode=True, mtu=1400
+    ),
+    "promisc-masq": _bridge_conf("1.0.0", isGateway=True, promiscMode=True, ipMasq=True),
+    "dual-stack": _bridge_conf(
+        "1.0.0",
+        isDefaultGateway=True,
+        ipam={
+            "type": "host-local",
+            "ranges": [
+                [{"subnet": "10.202.21.0/24", "rangeStart": "10.202.21.50"}],
+                [{"subnet": "fd02:202::/64"}],
+            ],
+            "routes": [{"dst": "10.203.0.0/16"}],
+        },
+    ),
+    "vlan": _bridge_conf("1.0.0", isGateway=True, vlan=100),
+    "layer2-only": {
+        "cniVersion": "1.0.0",
+        "name": "npt-diffnet",
+        "type": "bridge",
+        "bridge": "nptdiff0",
+    },
+    "dns-passthrough": _bridge_conf(
+        "1.0.0", dns={"nameservers": ["10.202.20.53"], "search": ["svc.local"]}
+    ),
+}
+
+
+REFERENCE_CHECK_BUGS = {"dual-stack", "layer2-only"}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bridge_matches_reference(case: str, ours: str, tmp_path: Path) -> None:
+    conf = CASES[case]
+    with resources() as res:
+        mine = _exercise(ours, res, conf, tmp_path)
+    with resources() as res:
+        theirs = _exercise(REF_DIR, res, conf, tmp_path)
+    if case in REFERENCE_CHECK_BUGS:
+        # Debian's v1.1.1 bridge fails CHECK here (routes without a gateway are looked up with
+        # gw=nil; an IPAM-less config calls CHECK on an empty IPAM type): ours passes.
+        assert mine.pop("check") == 0
+        assert theirs.pop("check") != 0
+        theirs.pop("check_msg")
+    assert mine == theirs
+    if "add_error_code" in mine:
+        return
+    after = mine["after_del"]
+    assert after["container_links"] == ["lo"]
+    assert after["bridge_ports"] == []
+    assert after["iptables"] == []
+    assert all(not n[0].isdigit() and not n.startswith("fd") for n in after["state"])
+
+
+@pytest.mark.parametrize("version", ["0.3.1", "0.4.0", "1.0.0"])
+def test_loopback_matches_reference(version: str, ours: str) -> None:
+    conf = {"cniVersion": version, "name": "npt-lo", "type": "loopback"}
+    snaps = []
+    for plugin_dir in (ours, REF_DIR):
+        with resources() as res:
+            ns = res.new_netns()
+            add = run_plugin(plugin_dir, "loopback", "ADD", conf, netns=netns_path(ns), ifname="lo")
+            up = _link("lo", ns)["up"]
+            addrs = _addresses("lo", ns)
+            delete = run_plugin(
+                plugin_dir, "loopback", "DEL", conf, netns=netns_path(ns), ifname="lo"
+            )
+            snaps.append(
+                (
+                    _normalise_result(add.result, "", ""),
+                    up,
+                    addrs,
+                    delete.code,
+                    _link("lo", ns)["up"],
+                )
+            )
+    assert snaps[0] == snaps[1]
+    assert snaps[0][1] is True and snaps[0][4] is False
+
+
+def test_del_tolerates_missing_netns_and_releases_address(ours: str, tmp_path: Path) -> None:
+    conf = _bridge_conf("1.0.0", isGateway=True, bridge="nptdiff1")
+    conf["ipam"]["dataDir"] = str(tmp_path)
+    with resources() as res:
+        res.bridges.append("nptdiff1")
+        ns = res.new_netns()
+        assert (
+            run_plugin(ours, "bridge", "ADD", conf, netns=netns_path(ns), container_id=CID).code
+            == 0
+        )
+        sh("ip", "netns", "del", ns)  # the namespace vanishes (node reboot, pid reuse...)
+        for plugin, netns in (("bridge", ""), ("bridge", netns_path(ns)), ("loopback", "")):
+            assert run_plugin(ours, plugin, "DEL", conf, netns=netns, container_id=CID).code == 0
+        assert sorted(os.listdir(tmp_path / conf["name"])) == ["last_reserved_ip.0", "lock"]
+
+
+def test_failed_add_leaves_nothing(ours: str, tmp_path: Path) -> None:
+    """A range with no free address: ADD fails with the IPAM error, the veth is removed."""
+    conf = _bridge_conf("1.0.0", bridge="nptdiff2")
+    conf["ipam"] = {
+        "type": "host-local",
+        "subnet": "10.202.22.0/24",
+        "rangeStart": "10.202.22.9",
+        "rangeEnd": "10.202.22.9",
+        "dataDir": str(tmp_path),
+    }
+    with resources() as res:
+        res.bridges.append("nptdiff2")
+        ns1, ns2 = res.new_netns(), res.new_netns()
+        assert (
+            run_plugin(ours, "bridge", "ADD", conf, netns=netns_path(ns1), container_id="a").code
+            == 0
+        )
+        err = run_plugin(ours, "bridge", "ADD", conf, netns=netns_path(ns2), container_id="b")
+        assert "no IP addresses available" in err.error["msg"]
+        assert [link["ifname"] for link in ip_json("link", "show", netns=ns2)] == ["lo"]
+        assert len(ip_json("link", "show", "master", "nptdiff2")) == 1
+
+
+def test_reference_host_local_state_is_shared(ours: str, tmp_path: Path) -> None:
+    """Reservations made by either plugin are honoured and released by the other."""
+    ipam = {"type": "host-local", "subnet": "10.202.23.0/24", "dataDir": str(tmp_path)}
+    conf = {"cniVersion": "1.0.0", "name": "npt-share", "ipam": ipam}
+    kw = {"netns": "/run/netns/npt-unused"}  # host-local never enters it
+    a = run_plugin(REF_DIR, "host-local", "ADD", conf, container_id="ref-1", **kw).result
+    b = run_plugin(ours, "host-local", "ADD", conf, container_id="ours-1", **kw).result
+    c = run_plugin(REF_DIR, "host-local", "ADD", conf, container_id="ref-2", **kw).result
+    got = [r["ips"][0]["address"] for r in (a, b, c)]
+    assert got == ["10.202.23.2/24", "10.202.23.3/24", "10.202.23.4/24"]
+    assert run_plugin(ours, "host-local", "DEL", conf, container_id="ref-1", **kw).code == 0
+    assert run_plugin(REF_DIR, "host-local", "DEL", conf, container_id="ours-1", **kw).code == 0
+    left = sorted(p.name for p in (tmp_path / "npt-share").iterdir())
+    assert left == ["10.202.23.4", "last_reserved_ip.0", "lock"]

@@ -1,0 +1,192 @@
+"""Shared helpers for the netplugins integration tests (no tests here).
+
+Resource names on this shared machine (team brief): netns ``npt-*``, bridges ``npt*``,
+subnets in 10.202.0.0/16, 10.203.0.0/16 and fd02:202::/64, host ports 32000-32099, state in
+pytest tmp dirs. Everything made is removed in finalizers, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netplugins.install import install
+from netplugins.iptables import IPTables, chain_name, comment
+
+REF_DIR = "/usr/lib/cni"
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for netns and iptables")
+needs_reference = pytest.mark.skipif(
+    not os.path.exists(os.path.join(REF_DIR, "bridge")), reason="reference CNI plugins missing"
+)
+
+
+def sh(*cmd: str, netns: str = "", check: bool = True) -> str:
+    full = ["ip", "netns", "exec", netns, *cmd] if netns else list(cmd)
+    proc = subprocess.run(full, capture_output=True, text=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{full} failed: {proc.stderr}")
+    return proc.stdout
+
+
+def ip_json(*args: str, netns: str = "") -> list[dict[str, Any]]:
+    out = sh("ip", "-j", *args, netns=netns)
+    data = json.loads(out or "[]")
+    assert isinstance(data, list)
+    return data
+
+
+@dataclass
+class PluginRun:
+    code: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def result(self) -> dict[str, Any]:
+        assert self.code == 0, f"plugin failed ({self.code}): {self.stdout!r} {self.stderr!r}"
+        if not self.stdout.strip():
+            return {}
+        data = json.loads(self.stdout)
+        assert isinstance(data, dict)
+        return data
+
+    @property
+    def error(self) -> dict[str, Any]:
+        assert self.code != 0, f"plugin unexpectedly succeeded: {self.stdout!r}"
+        data = json.loads(self.stdout)
+        assert isinstance(data, dict)
+        return data
+
+
+def run_plugin(
+    plugin_dir: str,
+    plugin_type: str,
+    command: str,
+    conf: dict[str, Any],
+    *,
+    netns: str = "",
+    container_id: str = "npt-c1",
+    ifname: str = "eth0",
+    cni_args: str = "",
+    cni_path: str | None = None,
+) -> PluginRun:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": container_id,
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": ifname,
+        "CNI_ARGS": cni_args,
+        "CNI_PATH": cni_path or plugin_dir,
+    }
+    proc = subprocess.run(
+        [os.path.join(plugin_dir, plugin_type)],
+        input=json.dumps(conf).encode(),
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    return PluginRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def install_ours(directory: Path) -> str:
+    install(str(directory))
+    return str(directory)
+
+
+@dataclass
+class Resources:
+    """What a test made; ``cleanup()`` removes all of it, tolerating what is already gone."""
+
+    netns: list[str] = field(default_factory=list)
+    bridges: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    masq: list[tuple[str, str]] = field(default_factory=list)
+    portmaps: list[tuple[str, str]] = field(default_factory=list)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def new_netns(self) -> str:
+        name = f"npt-{uuid.uuid4().hex[:10]}"
+        sh("ip", "netns", "add", name)
+        self.netns.append(name)
+        return name
+
+    def cleanup(self) -> None:
+        for proc in self.processes:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+        for network, cid in self.portmaps:
+            chain = chain_name(network, cid, "DN-")
+            for version in (4, 6):
+                ipt = IPTables(version)
+                for rule in ipt.rules("nat", "CNI-HOSTPORT-DNAT"):
+                    if rule[-2:] == ["-j", chain]:
+                        ipt.delete_rule("nat", "CNI-HOSTPORT-DNAT", rule)
+                ipt.delete_chain("nat", chain)
+        for network, cid in self.masq:
+            for version in (4, 6):
+                ipt = IPTables(version)
+                ipt.delete_rules_with_comment("nat", "POSTROUTING", comment(network, cid))
+                ipt.delete_chain("nat", chain_name(network, cid))
+        for name in self.netns:
+            sh("ip", "netns", "del", name, check=False)
+        for name in self.links + self.bridges:
+            sh("ip", "link", "del", name, check=False)
+
+
+@contextlib.contextmanager
+def resources() -> Iterator[Resources]:
+    res = Resources()
+    try:
+        yield res
+    finally:
+        res.cleanup()
+
+
+def netns_path(name: str) -> str:
+    return f"/run/netns/{name}"
+
+
+def tcp_listener(res: Resources, netns: str, port: int, host: str = "0.0.0.0") -> None:
+    """A tiny TCP server in ``netns`` that answers every connection with ``pong <netns>``."""
+    code = (
+        "import socket,sys\n"
+        f"s=socket.socket(socket.AF_INET6 if ':' in {host!r} else socket.AF_INET)\n"
+        "s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+        f"s.bind(({host!r},{port}));s.listen(16)\n"
+        "print('listening',flush=True)\n"
+        "while True:\n"
+        "    c,_=s.accept();c.sendall(b'pong " + netns + "');c.close()\n"
+    )
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+    )
+    res.processes.append(proc)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"listening"
+
+
+def tcp_request(host: str, port: int, netns: str = "", timeout: float = 5.0) -> str:
+    """Connect (from ``netns`` or the host) and return what the listener said."""
+    code = (
+        "import socket,sys\n"
+        f"c=socket.create_connection(({host!r},{port}),timeout={timeout})\n"
+        "sys.stdout.write(c.recv(100).decode())\n"
+    )
+    cmd = [sys.executable, "-c", code]
+    full = ["ip", "netns", "exec", netns, *cmd] if netns else cmd
+    proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout + 10)
+    return proc.stdout if proc.returncode == 0 else f"ERROR: {proc.stderr.strip()[-200:]}"
