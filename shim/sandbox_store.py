@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from cnilib.locks import KeyedLocks
 from shim.atomic import remove_file, write_atomic
 from shim.errors import InvalidArgumentError, NotFoundError
 from shim.sandbox_record import SandboxRecord
@@ -27,7 +28,7 @@ class SandboxStore:
         self._guard = threading.Lock()
         # One lock per sandbox id and per pod identity: calls for different pods run in
         # parallel, calls for the same pod queue up (kubelet does send duplicates).
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks = KeyedLocks()
 
     def load(self) -> list[SandboxRecord]:
         """Read every checkpoint; a corrupt one is logged and kept on disk for a person."""
@@ -57,8 +58,6 @@ class SandboxStore:
         remove_file(self._path(sandbox_id))
         with self._guard:
             self._records.pop(sandbox_id, None)
-            # A caller still waiting on the old lock finds no record and does nothing.
-            self._locks.pop(sandbox_id, None)
 
     def get(self, sandbox_id: str) -> SandboxRecord | None:
         with self._guard:
@@ -94,9 +93,7 @@ class SandboxStore:
 
     @contextmanager
     def locked(self, key: str) -> Iterator[None]:
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        with self._locks.hold(key):
             yield
 
     def _path(self, sandbox_id: str) -> str:
