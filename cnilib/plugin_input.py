@@ -10,6 +10,9 @@ from typing import Any
 from cnilib.types import GCAttachment, NetworkConfig, Result, RuntimeConf
 
 VALID_ATTACHMENTS_KEY = "cni.dev/valid-attachments"
+# An earlier draft of the 1.1 spec named the key this way; libcni sends both (its
+# issue #1101) so plugins written against either text find the list. So do we.
+LEGACY_ATTACHMENTS_KEY = "cni.dev/attachments"
 
 
 def runtime_config(plugin: NetworkConfig, rt: RuntimeConf) -> dict[str, Any]:
@@ -46,7 +49,9 @@ def plugin_stdin(
         if caps:
             conf["runtimeConfig"] = caps
     if valid_attachments is not None:
-        conf[VALID_ATTACHMENTS_KEY] = [a.to_dict() for a in valid_attachments]
+        listed = [a.to_dict() for a in valid_attachments]
+        conf[VALID_ATTACHMENTS_KEY] = listed
+        conf[LEGACY_ATTACHMENTS_KEY] = listed
     return json.dumps(conf).encode()
 
 

@@ -294,9 +294,9 @@ def test_gc_deletes_stale_attachments_then_tells_plugins(rig: Rig) -> None:
     gcs = [r for r in records if r["command"] == "GC"]
     assert [r["tag"] for r in gcs] == ["a", "b", "c"]
     for record in gcs:
-        assert record["stdin"]["cni.dev/valid-attachments"] == [
-            {"containerID": "c2", "ifname": "eth0"}
-        ]
+        valid = [{"containerID": "c2", "ifname": "eth0"}]
+        assert record["stdin"]["cni.dev/valid-attachments"] == valid
+        assert record["stdin"]["cni.dev/attachments"] == valid  # libcni sends both
         assert record["stdin"]["name"] == "recnet"
         assert record["env"]["CNI_CONTAINERID"] == ""
     remaining = sorted((a.network_name, a.container_id) for a in rig.cni.get_cached_attachments(""))
