@@ -15,13 +15,16 @@ from shim.infra_runtime import ImageInfo, InfraSpec, InfraState
 
 log = logging.getLogger(__name__)
 
-# Every infra container we create carries this label: it is how a restarted shim finds the
-# containers it may have created but not yet checkpointed.
+# Every infra container we create carries these labels: they are how a restarted shim finds the
+# containers it may have created but not yet checkpointed. The owner (the shim's root directory)
+# keeps two shims on one Docker engine (tests, benchmarks) from adopting each other's pods.
 SANDBOX_LABEL = "io.cri-shim.sandbox"
+OWNER_LABEL = "io.cri-shim.root"
 
 
 class DockerInfraRuntime:
-    def __init__(self, endpoint: str, timeout: int = 120) -> None:
+    def __init__(self, endpoint: str, owner: str, timeout: int = 120) -> None:
+        self._owner = owner
         # One pooled client shared by all RPC threads; the pool is sized for kubelet's
         # parallel calls so that no request waits on a connection.
         self._api = docker.APIClient(
@@ -59,7 +62,7 @@ class DockerInfraRuntime:
                 spec.image,
                 name=spec.name,
                 hostname=None if spec.host_network else (spec.hostname or None),
-                labels={**spec.labels, SANDBOX_LABEL: "true"},
+                labels={**spec.labels, SANDBOX_LABEL: "true", OWNER_LABEL: self._owner},
                 host_config=host_config,
             )
         except docker.errors.DockerException as err:
@@ -136,7 +139,10 @@ class DockerInfraRuntime:
 
     def list_infra(self) -> list[InfraState]:
         try:
-            listed = self._api.containers(all=True, filters={"label": f"{SANDBOX_LABEL}=true"})
+            listed = self._api.containers(
+                all=True,
+                filters={"label": [f"{SANDBOX_LABEL}=true", f"{OWNER_LABEL}={self._owner}"]},
+            )
         except docker.errors.DockerException as err:
             raise InfraRuntimeError(f"failed to list infra containers: {_reason(err)}") from err
         return [

@@ -37,7 +37,9 @@ def build_context(config: ShimConfig, executor: WarmExecutor | None) -> ShimCont
     return ShimContext(
         config=config,
         store=SandboxStore(config.root_directory),
-        infra=DockerInfraRuntime(config.docker_endpoint),
+        infra=DockerInfraRuntime(
+            config.docker_endpoint, owner=os.path.abspath(config.root_directory)
+        ),
         network=PodNetwork(
             config.cni_conf_dir,
             config.cni_bin_dirs,

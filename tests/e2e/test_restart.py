@@ -77,3 +77,51 @@ def subprocess_run(cmd: list[str]) -> None:
     import subprocess
 
     subprocess.run(cmd, check=False, capture_output=True)
+
+
+def test_uncheckpointed_container_is_adopted_only_by_its_owner(shim: Shim, pods: Pods) -> None:
+    """A shim killed between `docker create` and its checkpoint left a labelled container: the
+    restarted shim adopts it as NOTREADY so remove can clean it; another shim's is left alone."""
+    import os
+    import subprocess
+
+    def create(owner: str, name: str) -> str:
+        out = subprocess.run(
+            [
+                "/usr/bin/docker",
+                "create",
+                "--network",
+                "none",
+                "--name",
+                name,
+                "--label",
+                "io.cri-shim.sandbox=true",
+                "--label",
+                f"io.cri-shim.root={owner}",
+                "--label",
+                "io.kubernetes.pod.name=orphan",
+                "--label",
+                "io.kubernetes.pod.namespace=crishim-e2e",
+                "--label",
+                "io.kubernetes.pod.uid=orphan-uid",
+                "registry.k8s.io/pause:3.10",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return pods.add(out.stdout.strip())
+
+    suffix = os.path.basename(shim.workdir)
+    mine = create(os.path.abspath(shim.root), f"crishim-e2e-orphan-{suffix}")
+    foreign = create("/elsewhere", f"crishim-e2e-foreign-{suffix}")
+    shim.kill(signal.SIGKILL)
+    shim.start()
+    listed = {p.id: p for p in shim.list_pods()}
+    assert set(listed) == {mine}
+    assert listed[mine].state == api_pb2.SANDBOX_NOTREADY
+    assert listed[mine].metadata.name == "orphan"
+    shim.remove_pod(mine)
+    gone = subprocess.run(["/usr/bin/docker", "inspect", mine], capture_output=True, check=False)
+    assert gone.returncode != 0
+    subprocess.run(["/usr/bin/docker", "rm", "-f", foreign], capture_output=True, check=True)
