@@ -115,12 +115,29 @@ class Resources:
     masq: list[tuple[str, str]] = field(default_factory=list)
     portmaps: list[tuple[str, str]] = field(default_factory=list)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    forward: list[str] = field(default_factory=list)
 
     def new_netns(self) -> str:
         name = f"npt-{uuid.uuid4().hex[:10]}"
         sh("ip", "netns", "add", name)
         self.netns.append(name)
         return name
+
+    def allow_forwarding(self, bridge: str) -> None:
+        """Accept forwarding through ``bridge``, as flanneld does for the pod network.
+
+        Docker sets the FORWARD policy to DROP and br_netfilter sends bridged frames through
+        it; without this, even pod-to-pod traffic on one bridge would be dropped.
+        """
+        ipt = IPTables(4)
+        note = f"npt test forward {bridge}"
+        for direction in ("-i", "-o"):
+            ipt.insert_unique(
+                "filter",
+                "FORWARD",
+                [direction, bridge, "-m", "comment", "--comment", note, "-j", "ACCEPT"],
+            )
+        self.forward.append(bridge)
 
     def cleanup(self) -> None:
         for proc in self.processes:
@@ -140,6 +157,8 @@ class Resources:
                 ipt = IPTables(version)
                 ipt.delete_rules_with_comment("nat", "POSTROUTING", comment(network, cid))
                 ipt.delete_chain("nat", chain_name(network, cid))
+        for bridge in self.forward:
+            IPTables(4).delete_rules_with_comment("filter", "FORWARD", f"npt test forward {bridge}")
         for name in self.netns:
             sh("ip", "netns", "del", name, check=False)
         for name in self.links + self.bridges:

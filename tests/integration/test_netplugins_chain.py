@@ -1,0 +1,256 @@
+"""Our plugin chains through cnilib (the shim's path, with the warm worker), end to end.
+
+- the flannel conflist of the seed (flannel delegating to bridge + host-local, then portmap),
+  as written except for the paths and names this shared machine requires;
+- connectivity between namespaces the test creates: pod to pod across the bridge, node to pod,
+  pod to itself through its own host port (hairpin), node's 127.0.0.1 to a host port;
+- portmap's iptables rules are the reference's, and DEL removes exactly its own;
+- 50 parallel ADDs on one network give 50 distinct addresses, 50 parallel DELs free them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cnilib.api import CNIConfig
+from cnilib.conf import parse_conf_list
+from cnilib.types import NetworkConfigList, RuntimeConf
+from netplugins.iptables import chain_name
+from netplugins.warm import WarmExecutor
+from tests.integration.test_netplugins_support import (
+    REF_DIR,
+    Resources,
+    install_ours,
+    ip_json,
+    needs_reference,
+    needs_root,
+    netns_path,
+    resources,
+    run_plugin,
+    sh,
+    tcp_listener,
+    tcp_request,
+)
+
+pytestmark = [pytest.mark.integration, needs_root]
+
+BRIDGE = "nptchain0"
+SUBNET_PREFIX = "10.203.41"
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return install_ours(tmp_path_factory.mktemp("netplugins-bin"))
+
+
+@pytest.fixture(scope="module")
+def warm() -> Iterator[WarmExecutor]:
+    with WarmExecutor() as executor:
+        yield executor
+
+
+@pytest.fixture
+def res() -> Iterator[Resources]:
+    with resources() as r:
+        yield r
+
+
+def seed_flannel_conflist(tmp: Path) -> NetworkConfigList:
+    """The seed's 10-flannel.conflist; only paths/names changed (shared-machine rules)."""
+    (tmp / "subnet.env").write_text(
+        "FLANNEL_NETWORK=10.203.0.0/16\n"
+        f"FLANNEL_SUBNET={SUBNET_PREFIX}.1/24\n"
+        "FLANNEL_MTU=1410\n"
+        "FLANNEL_IPMASQ=true\n"
+    )
+    conflist = {
+        "name": "cbr0",
+        "cniVersion": "0.3.1",
+        "plugins": [
+            {
+                "type": "flannel",
+                "delegate": {"hairpinMode": True, "isDefaultGateway": True, "bridge": BRIDGE},
+                "subnetFile": str(tmp / "subnet.env"),
+                "dataDir": str(tmp / "flannel"),
+                "ipam": {"dataDir": str(tmp / "ipam")},
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+    return parse_conf_list(json.dumps(conflist).encode())
+
+
+def _pod(
+    cni: CNIConfig, net: NetworkConfigList, res: Resources, cid: str, ports: list[dict[str, Any]]
+) -> tuple[RuntimeConf, str, str]:
+    ns = res.new_netns()
+    rt = RuntimeConf(
+        container_id=cid,
+        netns=netns_path(ns),
+        ifname="eth0",
+        args=(("IgnoreUnknown", "1"), ("K8S_POD_NAME", cid)),
+        capability_args={"portMappings": ports},
+    )
+    res.portmaps.append((net.name, cid))
+    result = cni.add_network_list(net, rt)
+    (ip,) = [str(ip.address.ip) for ip in result.ips]
+    return rt, ns, ip
+
+
+def test_seed_flannel_chain_connectivity(
+    ours: str, warm: WarmExecutor, res: Resources, tmp_path: Path
+) -> None:
+    res.bridges.append(BRIDGE)
+    res.allow_forwarding(BRIDGE)
+    net = seed_flannel_conflist(tmp_path)
+    cni = CNIConfig([ours], str(tmp_path / "cache"), executor=warm)
+    mapping = [{"hostPort": 32011, "containerPort": 8080, "protocol": "tcp"}]
+    rt_a, ns_a, ip_a = _pod(cni, net, res, "npt-pod-a", mapping)
+    rt_b, ns_b, ip_b = _pod(cni, net, res, "npt-pod-b", [])
+    assert ip_a != ip_b and ip_a.startswith(SUBNET_PREFIX) and ip_b.startswith(SUBNET_PREFIX)
+    gateway = f"{SUBNET_PREFIX}.1"
+
+    # The saved delegate is what the reference flannel would have produced.
+    saved = json.loads((tmp_path / "flannel" / "npt-pod-a").read_text())
+    assert saved["type"] == "bridge" and saved["ipMasq"] is False and saved["mtu"] == 1410
+    assert saved["ipam"]["ranges"] == [[{"subnet": f"{SUBNET_PREFIX}.0/24"}]]
+    (link,) = ip_json("-d", "link", "show", "dev", "eth0", netns=ns_a)
+    assert link["mtu"] == 1410
+    ports = ip_json("-d", "link", "show", "master", BRIDGE)
+    assert all(p["linkinfo"]["info_slave_data"]["hairpin"] for p in ports)
+
+    tcp_listener(res, ns_a, 8080)
+    tcp_listener(res, ns_b, 8080)
+    assert tcp_request(ip_a, 8080, netns=ns_b) == f"pong {ns_a}"  # pod to pod
+    assert tcp_request(ip_b, 8080) == f"pong {ns_b}"  # node to pod
+    assert tcp_request(gateway, 32011, netns=ns_a) == f"pong {ns_a}"  # hairpin via host port
+    assert tcp_request(gateway, 32011, netns=ns_b) == f"pong {ns_a}"  # neighbour via host port
+    assert tcp_request("127.0.0.1", 32011) == f"pong {ns_a}"  # node's localhost
+    assert sh("sysctl", "-n", f"net.ipv4.conf.{BRIDGE}.route_localnet").strip() == "1"
+
+    for rt in (rt_a, rt_b):
+        cni.del_network_list(net, rt)
+        cni.del_network_list(net, rt)  # repeatable
+    assert tcp_request("127.0.0.1", 32011, timeout=1).startswith("ERROR")
+    assert not os.listdir(tmp_path / "flannel")
+    assert sorted(os.listdir(tmp_path / "ipam" / "cbr0")) == ["last_reserved_ip.0", "lock"]
+    assert ip_json("link", "show", "master", BRIDGE) == []
+    dn_chain = chain_name("cbr0", "npt-pod-a", "DN-")
+    assert dn_chain not in sh("iptables", "-w", "-t", "nat", "-S")
+
+
+@needs_reference
+def test_portmap_rules_match_reference(ours: str, res: Resources, tmp_path: Path) -> None:
+    """Same chain, same prevResult: ours and the reference write the same rules."""
+    res.bridges.append("nptpm0")
+    ns = res.new_netns()
+    bridge_conf = {
+        "cniVersion": "1.0.0",
+        "name": "npt-pm",
+        "type": "bridge",
+        "bridge": "nptpm0",
+        "isGateway": True,
+        "ipam": {"type": "host-local", "subnet": "10.202.42.0/24", "dataDir": str(tmp_path)},
+    }
+    prev = run_plugin(ours, "bridge", "ADD", bridge_conf, netns=netns_path(ns)).result
+    pm_conf = {
+        "cniVersion": "1.0.0",
+        "name": "npt-pm",
+        "type": "portmap",
+        "runtimeConfig": {
+            "portMappings": [
+                {"hostPort": 32021, "containerPort": 80, "protocol": "tcp"},
+                {"hostPort": 32022, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"},
+            ]
+        },
+        "prevResult": prev,
+    }
+    chain = chain_name("npt-pm", "npt-c1", "DN-")
+    res.portmaps.append(("npt-pm", "npt-c1"))
+
+    def rules() -> list[str]:
+        out = sh("iptables", "-w", "-t", "nat", "-S").splitlines()
+        return sorted(line for line in out if chain in line)
+
+    snaps = []
+    for plugin_dir in (ours, REF_DIR):
+        add = run_plugin(plugin_dir, "portmap", "ADD", pm_conf, netns=netns_path(ns))
+        assert add.result["ips"] == json.loads(json.dumps(prev))["ips"]
+        added = rules()
+        check = run_plugin(plugin_dir, "portmap", "CHECK", pm_conf, netns=netns_path(ns))
+        for _ in range(2):
+            assert run_plugin(plugin_dir, "portmap", "DEL", pm_conf, netns=netns_path(ns)).code == 0
+        snaps.append((added, rules()))
+        if plugin_dir == ours:
+            assert check.code == 0
+    assert snaps[0] == snaps[1]
+    assert len(snaps[0][0]) == 1 + 2 + 6  # -N chain, two jumps into it, three rules per mapping
+    assert snaps[0][1] == []
+
+
+def test_fifty_parallel_adds_and_dels(
+    ours: str, warm: WarmExecutor, res: Resources, tmp_path: Path
+) -> None:
+    res.bridges.append("nptpar0")
+    conflist = {
+        "cniVersion": "1.0.0",
+        "name": "npt-par",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "nptpar0",
+                "isGateway": True,
+                "ipam": {
+                    "type": "host-local",
+                    "subnet": "10.202.43.0/24",
+                    "dataDir": str(tmp_path / "ipam"),
+                },
+            }
+        ],
+    }
+    net = parse_conf_list(json.dumps(conflist).encode())
+    cni = CNIConfig([ours], str(tmp_path / "cache"), executor=warm)
+    runtimes = [
+        RuntimeConf(container_id=f"npt-par-{i}", netns=netns_path(res.new_netns()), ifname="eth0")
+        for i in range(50)
+    ]
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        results = list(pool.map(lambda rt: cni.add_network_list(net, rt), runtimes))
+    addresses = {str(r.ips[0].address.ip) for r in results}
+    assert len(addresses) == 50
+    held = [n for n in os.listdir(tmp_path / "ipam" / "npt-par") if n[0].isdigit()]
+    assert sorted(held) == sorted(addresses)
+    assert len(ip_json("link", "show", "master", "nptpar0")) == 50
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        list(pool.map(lambda rt: cni.del_network_list(net, rt), runtimes))
+    held = [n for n in os.listdir(tmp_path / "ipam" / "npt-par") if n[0].isdigit()]
+    assert held == []
+    assert ip_json("link", "show", "master", "nptpar0") == []
+
+
+def test_fifty_parallel_cold_execs_of_host_local(ours: str, tmp_path: Path) -> None:
+    """The flock in the state dir serialises separate processes, not just threads."""
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "npt-cold",
+        "ipam": {"type": "host-local", "subnet": "10.202.44.0/24", "dataDir": str(tmp_path)},
+    }
+
+    def call(i: int, command: str) -> Any:
+        return run_plugin(ours, "host-local", command, conf, netns="/x", container_id=f"c{i}")
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        adds = list(pool.map(lambda i: call(i, "ADD"), range(50)))
+    addresses = {run.result["ips"][0]["address"] for run in adds}
+    assert len(addresses) == 50
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        dels = list(pool.map(lambda i: call(i, "DEL"), range(50)))
+    assert all(d.code == 0 for d in dels)
+    assert sorted(os.listdir(tmp_path / "npt-cold")) == ["last_reserved_ip.0", "lock"]
