@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+from cnilib.atomic import write_atomic
 from cnilib.errors import CacheError, CNIError
 from cnilib.types import CachedAttachment, Result, RuntimeConf
 
@@ -52,7 +51,7 @@ class ResultCache:
         target = self.path(net_name, rt.container_id, rt.ifname)
         try:
             os.makedirs(self.results_dir, mode=0o700, exist_ok=True)
-            _atomic_write(target, entry)
+            write_atomic(target, entry)
         except OSError as err:
             raise CacheError(
                 f"failed to write cached result {target}",
@@ -160,24 +159,3 @@ def decode_entry(data: bytes) -> CacheEntry:
         except CNIError as err:
             log.warning("cached result of %s is unusable: %s", attachment.container_id, err)
     return CacheEntry(attachment=attachment, result=result)
-
-
-def _atomic_write(target: str, data: bytes) -> None:
-    directory = os.path.dirname(target)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(target)}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -7,7 +7,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from shim.atomic import write_atomic
+from cnilib.atomic import write_atomic
 from shim.config import ShimConfig
 from shim.infra_runtime import InfraRuntime
 from shim.pod_network import PodNetwork

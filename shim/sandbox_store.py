@@ -12,8 +12,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from cnilib.atomic import remove_file, write_atomic
 from cnilib.locks import KeyedLocks
-from shim.atomic import remove_file, write_atomic
 from shim.errors import InvalidArgumentError, NotFoundError
 from shim.sandbox_record import SandboxRecord
 

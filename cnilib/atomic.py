@@ -1,5 +1,6 @@
-"""Durable file writes: state that must survive a SIGKILL is written to a temporary file,
-fsync'ed, then renamed over the old one, so a reader sees the old or the new file, never half."""
+"""Durable file writes, shared by the result cache and the shim's checkpoints: state that must
+survive a SIGKILL is written to a temporary file, fsync'ed, then renamed over the old one, so a
+reader sees the old or the new file, never half of one."""
 
 from __future__ import annotations
 
@@ -31,6 +32,6 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600) -> None:
 
 
 def remove_file(path: str) -> None:
-    """Remove a file if it is there: removal is always idempotent in the shim."""
+    """Remove a file if it is there: every removal here is idempotent."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
