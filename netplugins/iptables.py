@@ -28,9 +28,49 @@ def comment(network: str, container_id: str) -> str:
     return f'name: "{network}" id: "{container_id}"'
 
 
+def quote_arg(arg: str) -> str:
+    """Quote one argument the way iptables-save prints it (and iptables-restore reads it)."""
+    if arg and not any(c in arg for c in " \"\\'\t"):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Snapshot:
+    """One table as ``iptables-save`` printed it: chain names and ``-A`` lines."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.chains = {line[1:].split()[0] for line in lines if line.startswith(":")}
+        self.rules = [line for line in lines if line.startswith("-A ")]
+
+    def rules_in(self, chain: str) -> list[str]:
+        prefix = f"-A {chain} "
+        return [line for line in self.rules if line.startswith(prefix)]
+
+
 class IPTables:
     def __init__(self, version: int = 4) -> None:
         self.binary = "iptables" if version == 4 else "ip6tables"
+        self.version = version
+
+    def save(self, table: str) -> Snapshot:
+        """The whole table in one exec (a few ms, versus one exec per -C probe)."""
+        proc = subprocess.run([f"{self.binary}-save", "-t", table], capture_output=True, text=True)
+        if proc.returncode != 0:
+            return Snapshot([])
+        return Snapshot(proc.stdout.splitlines())
+
+    def restore(self, table: str, lines: list[str]) -> None:
+        """Apply ``lines`` (iptables command lines, e.g. ``-A X ...``) in one transaction."""
+        if not lines:
+            return
+        payload = f"*{table}\n" + "\n".join(lines) + "\nCOMMIT\n"
+        cmd = [f"{self.binary}-restore", "--noflush", "-w", "5"]
+        proc = subprocess.run(cmd, input=payload, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise IptablesFailure(
+                f"failed to run {shlex.join(cmd)}",
+                (proc.stderr.strip() or f"exit {proc.returncode}") + f"; input: {payload!r}",
+            )
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [self.binary, "-w", "5", *args]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netplugins import errors, skel
-from netplugins.iptables import IPTables, chain_name
+from netplugins.iptables import IPTables, Snapshot, chain_name, quote_arg
 from netplugins.result import normalize
 
 TOP_DNAT = "CNI-HOSTPORT-DNAT"
@@ -210,10 +210,35 @@ def _entry_rules(conf: PortMapConf, container_id: str) -> list[list[str]]:
 
 def _teardown(ipt: IPTables, chain: str) -> None:
     """Remove the jumps into ``chain`` from CNI-HOSTPORT-DNAT, then the chain itself."""
-    for rule in ipt.rules("nat", TOP_DNAT):
-        if rule[-2:] == ["-j", chain]:
-            ipt.delete_rule("nat", TOP_DNAT, rule)
-    ipt.delete_chain("nat", chain)
+    ipt.restore("nat", _teardown_lines(ipt.save("nat"), chain))
+
+
+def _teardown_lines(state: Snapshot, chain: str) -> list[str]:
+    lines = ["-D" + line[2:] for line in state.rules_in(TOP_DNAT) if line.endswith(f"-j {chain}")]
+    if chain in state.chains:
+        lines += [f"-F {chain}", f"-X {chain}"]
+    return lines
+
+
+def _shared_ready(state: Snapshot, conf: PortMapConf) -> bool:
+    """Are the node-wide chains and their entry jumps in place (true after the first ADD)?"""
+    mark = _mark(conf.mark_bit)
+
+    def has(chain: str, *words: str) -> bool:
+        return any(all(w in line for w in words) for line in state.rules_in(chain))
+
+    ok = TOP_DNAT in state.chains and all(
+        has(entry, "--dst-type LOCAL", f"-j {TOP_DNAT}") for entry in ("PREROUTING", "OUTPUT")
+    )
+    if conf.snat:
+        ok = ok and has("POSTROUTING", f"-j {MASQ}") and has(MASQ, mark, "-j MASQUERADE")
+        if not conf.external_setmark:
+            ok = ok and has(SETMARK, f"--set-xmark {mark}")
+    return ok
+
+
+def _line(chain: str, rule: list[str], action: str = "-A") -> str:
+    return " ".join([action, chain, *(quote_arg(a) for a in rule)])
 
 
 def _route_localnet(addr: ipaddress.IPv4Interface) -> None:
@@ -235,17 +260,23 @@ def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
     chain = chain_name(conf.network, args.container_id, "DN-")
     for addr in _container_ips(conf.prev_result, args.ifname):
         ipt = IPTables(addr.version)
-        setmark = _setup_shared_chains(ipt, conf)
+        # One iptables-save to look, one iptables-restore to write: each iptables exec costs
+        # milliseconds, and a rule-by-rule -C/-A dance would take some twenty of them.
+        state = ipt.save("nat")
+        setmark = conf.external_setmark or SETMARK
+        if not _shared_ready(state, conf):
+            _setup_shared_chains(ipt, conf)  # first ADD on this node: idempotent slow path
         if conf.snat and addr.version == 4:
             assert isinstance(addr, ipaddress.IPv4Interface)
             _route_localnet(addr)
         # Start from a clean chain in case a previous ADD for this id left a partial one.
-        _teardown(ipt, chain)
-        ipt.ensure_chain("nat", chain)
-        for rule in _dnat_rules(conf, addr, setmark):
-            ipt.append_unique("nat", chain, rule)
-        for rule in _entry_rules(conf, args.container_id):
-            ipt.append_unique("nat", TOP_DNAT, [*rule, "-j", chain])
+        lines = _teardown_lines(state, chain)
+        lines.append(f"-N {chain}")
+        lines += [_line(chain, rule) for rule in _dnat_rules(conf, addr, setmark)]
+        lines += [
+            _line(TOP_DNAT, [*rule, "-j", chain]) for rule in _entry_rules(conf, args.container_id)
+        ]
+        ipt.restore("nat", lines)
     return conf.prev_result
 
 
