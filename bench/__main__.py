@@ -51,7 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--pods", type=int, default=30, help="pods per driver and phase")
     p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--block", type=int, default=5, help="pods per alternating block")
+    p.add_argument(
+        "--block",
+        type=int,
+        default=1,
+        help="pods per alternating block (1: shim and floor pods alternate)",
+    )
     p.add_argument("--warmup", type=int, default=3, help="unrecorded pods per driver first")
     p.add_argument("--shim-log-level", default="info", choices=["debug", "info", "warning"])
     p.add_argument("--keep-shim-log", metavar="PATH", help="copy the shim's log here at the end")

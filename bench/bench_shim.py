@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -106,13 +106,16 @@ class ShimProcess:
         return api_pb2_grpc.RuntimeServiceStub(self._channel)
 
 
+class StubSource(Protocol):
+    def runtime(self) -> api_pb2_grpc.RuntimeServiceStub: ...
+
+
 class ShimPods:
     """The three verbs through gRPC; remembers every id it got, for cleanup."""
 
     label = "shim"
 
-    def __init__(self, shim: ShimProcess, pod_namespace: str) -> None:
-        self._shim = shim
+    def __init__(self, shim: StubSource, pod_namespace: str) -> None:
         self._pod_namespace = pod_namespace
         self._stub = shim.runtime()
         self._guard = threading.Lock()

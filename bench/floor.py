@@ -143,7 +143,9 @@ class FloorPods:
                 "io.cri-shim.attempt": "0",
                 "io.kubernetes.docker.type": "podsandbox",
                 "io.kubernetes.container.name": "POD",
+                # As many labels as the shim's infra containers carry (its sandbox and owner).
                 "io.cri-shim.bench": "floor",
+                "io.cri-shim.bench-pod-namespace": self._pod_namespace,
             },
             host_config=host_config,
         )
