@@ -210,8 +210,7 @@ def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
         try:
             if conf.mac:
                 cont.set_mac(args.ifname, conf.mac)
-            host.set_master(host_veth, conf.bridge)
-            host.set_up(host_veth)
+            host.set_master(host_veth, conf.bridge, up=True)
             if conf.hairpin_mode:
                 host.set_hairpin(host_veth, True)
             if conf.vlan:
