@@ -46,8 +46,10 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy shim cnilib netplugins bench tests
 
-bench: setup
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m bench
+# stdout carries nothing but the benchmark's JSON document: set-up output goes to stderr.
+bench:
+	@$(MAKE) --no-print-directory setup >&2
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m bench
 
 # The mypy-protobuf plugins (protoc-gen-mypy*) live in the venv's bin/.
 proto: venv

@@ -52,6 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pods", type=int, default=30, help="pods per driver and phase")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument(
+        "--concurrent-rounds",
+        type=int,
+        default=2,
+        help="rounds of the concurrent phase per driver, in ABBA order (each: --pods pods)",
+    )
+    p.add_argument(
         "--block",
         type=int,
         default=1,
@@ -143,9 +149,10 @@ def lifecycle_benchmark(args: argparse.Namespace, report: dict[str, Any]) -> Non
                 one_at_a_time(driver, names, sequential[driver.label])
 
         concurrent = {d.label: Samples() for d in drivers}
-        for driver in drivers:
-            names = pod_names(driver.label, "conc", args.pods)
-            concurrently(driver, names, args.concurrency, concurrent[driver.label])
+        for r in range(args.concurrent_rounds):
+            for driver in drivers if r % 2 == 0 else drivers[::-1]:
+                names = pod_names(driver.label, f"conc{r}", args.pods)
+                concurrently(driver, names, args.concurrency, concurrent[driver.label])
 
         for d in drivers:
             report[d.label] = {
@@ -219,9 +226,14 @@ def ratios(
             entry["meets_target"] = bool(entry["ratio"] <= RUN_TARGET)
         out[verb] = entry
     out[f"concurrency_{concurrency}"] = {
-        verb: ratio(
+        f"{verb}_p50": ratio(
             percentile(concurrent["shim"].of(verb), 50),
             percentile(concurrent["floor"].of(verb), 50),
+        )
+        for verb in VERBS
+    } | {
+        f"{verb}_wall": ratio(
+            sum(concurrent["shim"].wall.get(verb, [])), sum(concurrent["floor"].wall.get(verb, []))
         )
         for verb in VERBS
     }
@@ -265,9 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         "metadata": {
             "pods": args.pods,
             "concurrency": args.concurrency,
+            "concurrent_rounds": args.concurrent_rounds,
             "warmup_pods": args.warmup,
             "block_size": args.block,
-            "order": "one-at-a-time blocks alternate shim/floor first (ABBA...)",
+            "order": "blocks and concurrent rounds alternate shim/floor first (ABBA...)",
             "host_ports_per_pod": 0,
             "cpu_count": os.cpu_count(),
             "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],

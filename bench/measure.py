@@ -40,7 +40,7 @@ class Samples:
     run: list[float] = field(default_factory=list)
     stop: list[float] = field(default_factory=list)
     remove: list[float] = field(default_factory=list)
-    wall: dict[str, float] = field(default_factory=dict)
+    wall: dict[str, list[float]] = field(default_factory=dict)
 
     def of(self, verb: str) -> list[float]:
         samples: list[float] = getattr(self, verb)
@@ -49,7 +49,10 @@ class Samples:
     def summary(self) -> dict[str, object]:
         out: dict[str, object] = {verb: summarize_ms(self.of(verb)) for verb in VERBS}
         if self.wall:
-            out["wall_s"] = {verb: round(s, 3) for verb, s in self.wall.items()}
+            # One wall time per round of the concurrent phase.
+            out["wall_s"] = {
+                verb: [round(s, 3) for s in walls] for verb, walls in self.wall.items()
+            }
         return out
 
 
@@ -87,13 +90,13 @@ def concurrently(driver: PodDriver, names: Sequence[str], workers: int, samples:
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=driver.label) as pool:
         start = time.perf_counter()
         runs = list(pool.map(lambda n: _timed(partial(driver.run, n)), names))
-        samples.wall["run"] = time.perf_counter() - start
+        samples.wall.setdefault("run", []).append(time.perf_counter() - start)
         ids = [pod_id for pod_id, _ in runs]
         samples.run.extend(took for _, took in runs)
         for verb in ("stop", "remove"):
             call: Callable[[str], None] = getattr(driver, verb)
             start = time.perf_counter()
             took_all = [took for _, took in pool.map(_timed_call(call), ids)]
-            samples.wall[verb] = time.perf_counter() - start
+            samples.wall.setdefault(verb, []).append(time.perf_counter() - start)
             samples.of(verb).extend(took_all)
     log.info("%s: %d pods at concurrency %d done", driver.label, len(names), workers)
