@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+from collections.abc import Mapping
 from typing import Any
 
 from netplugins import errors, registry, skel
@@ -67,6 +69,29 @@ def delegate(
     return _run_foreign(command, plugin_type, stdin, env)
 
 
+class _InGroupExecutor:
+    """Exec a delegate inside our own process group (cnilib's ExecExecutor starts a new session).
+
+    Whoever runs this plugin (a runtime on timeout, the warm worker's client) kills our process
+    group; a delegate in the same group dies with us instead of lingering.
+    """
+
+    def run(
+        self, path: str, env: Mapping[str, str], stdin: bytes, timeout: float
+    ) -> tuple[int, bytes, bytes]:
+        try:
+            proc = subprocess.run(
+                [path], input=stdin, env=dict(env), capture_output=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as exc:
+            from cnilib.errors import PluginTimeoutError
+
+            raise PluginTimeoutError(
+                f"failed to run delegate {path}: timed out after {timeout:g}s"
+            ) from exc
+        return proc.returncode, proc.stdout, proc.stderr
+
+
 def _run_foreign(
     command: str, plugin_type: str, stdin: bytes, env: dict[str, str]
 ) -> dict[str, Any] | None:
@@ -74,14 +99,17 @@ def _run_foreign(
     from cnilib import delegate as cni_delegate
     from cnilib.errors import CNIError
 
+    run = _InGroupExecutor()
     try:
         if command == "ADD":
-            result = cni_delegate.delegate_add(plugin_type, stdin, DELEGATE_TIMEOUT, env=env)
+            result = cni_delegate.delegate_add(
+                plugin_type, stdin, DELEGATE_TIMEOUT, env=env, executor=run
+            )
             return normalize(result.to_dict())
         if command == "CHECK":
-            cni_delegate.delegate_check(plugin_type, stdin, DELEGATE_TIMEOUT, env=env)
+            cni_delegate.delegate_check(plugin_type, stdin, DELEGATE_TIMEOUT, env=env, executor=run)
         else:
-            cni_delegate.delegate_del(plugin_type, stdin, DELEGATE_TIMEOUT, env=env)
+            cni_delegate.delegate_del(plugin_type, stdin, DELEGATE_TIMEOUT, env=env, executor=run)
     except CNIError as exc:
         raise errors.NetPluginError(exc.msg, exc.details, exc.code) from exc
     return None

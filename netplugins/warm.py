@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+RESTART_BACKOFF = 30.0
+
+
 class WorkerUnavailable(Exception):
     """The request never reached a worker child, so running it elsewhere is safe."""
 
@@ -62,6 +65,8 @@ class WarmExecutor:
         self.start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
+        # After a failed start, exec for a while instead of paying a failed spawn per call.
+        self._retry_after = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -71,12 +76,15 @@ class WarmExecutor:
     def _start_locked(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             return
-        proc = subprocess.Popen(
-            [self.python, "-m", "netplugins", "worker", "--socket", self.socket_path],
-            stdin=subprocess.PIPE,  # closed by our death: the worker exits on EOF
-            stdout=subprocess.PIPE,
-            close_fds=True,
-        )
+        try:
+            proc = subprocess.Popen(
+                [self.python, "-m", "netplugins", "worker", "--socket", self.socket_path],
+                stdin=subprocess.PIPE,  # closed by our death: the worker exits on EOF
+                stdout=subprocess.PIPE,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise RuntimeError(f"failed to start netplugins worker {self.python}: {exc}") from exc
         assert proc.stdout is not None
         deadline = time.monotonic() + self.start_timeout
         line = b""
@@ -135,8 +143,14 @@ class WarmExecutor:
         for attempt in (1, 2):
             try:
                 if not self.running:
+                    if time.monotonic() < self._retry_after:
+                        break
                     with self._lock:
-                        self._start_locked()
+                        try:
+                            self._start_locked()
+                        except RuntimeError:
+                            self._retry_after = time.monotonic() + RESTART_BACKOFF
+                            raise
                 return self._call(plugin_type, env, stdin, timeout)
             except (WorkerUnavailable, RuntimeError) as exc:
                 log.warning("warm worker unusable for %s (attempt %d): %s", path, attempt, exc)

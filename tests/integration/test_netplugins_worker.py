@@ -1,0 +1,187 @@
+"""The warm worker and WarmExecutor: same answers as exec, fallbacks, timeouts, lifetime."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cnilib.errors import PluginTimeoutError
+from cnilib.invoke import ExecExecutor
+from netplugins.install import script_for
+from netplugins.warm import WarmExecutor
+from tests.integration.test_netplugins_support import (
+    REF_DIR,
+    install_ours,
+    needs_reference,
+    needs_root,
+    netns_path,
+    resources,
+)
+
+pytestmark = [pytest.mark.integration, needs_root]
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return install_ours(tmp_path_factory.mktemp("netplugins-bin"))
+
+
+@pytest.fixture
+def warm() -> Iterator[WarmExecutor]:
+    executor = WarmExecutor()
+    executor.start()
+    try:
+        yield executor
+    finally:
+        executor.stop()
+
+
+def _env(command: str, netns: str, plugin_dir: str, ifname: str = "lo") -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": "npt-worker-1",
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": ifname,
+        "CNI_ARGS": "",
+        "CNI_PATH": plugin_dir,
+    }
+
+
+LOOPBACK = json.dumps({"cniVersion": "1.0.0", "name": "npt-w", "type": "loopback"}).encode()
+
+
+def test_warm_answers_like_exec(ours: str, warm: WarmExecutor) -> None:
+    with resources() as res:
+        ns = netns_path(res.new_netns())
+        path = os.path.join(ours, "loopback")
+        for command in ("VERSION", "ADD", "CHECK", "DEL"):
+            env = _env(command, ns, ours)
+            assert warm.run(path, env, LOOPBACK, 30) == ExecExecutor().run(path, env, LOOPBACK, 30)
+        bad = warm.run(path, _env("ADD", ns, ours), b"{garbage", 30)
+        assert bad[0] != 0 and json.loads(bad[1])["code"] == 6
+
+
+@needs_reference
+def test_foreign_binaries_are_exec_d(ours: str, warm: WarmExecutor) -> None:
+    code, out, _ = warm.run(
+        os.path.join(REF_DIR, "loopback"), _env("VERSION", "", REF_DIR), b"", 30
+    )
+    assert code == 0
+    assert "0.1.0" in json.loads(out)["supportedVersions"]  # only the Go binary lists 0.1.0
+
+
+def test_timeout_kills_the_request_and_its_children(
+    ours: str, warm: WarmExecutor, tmp_path: Path
+) -> None:
+    """A delegate that hangs: the child's whole process group is killed at the deadline."""
+    sleeper = tmp_path / "sleepy-ipam"
+    pid_file = tmp_path / "pid"
+    sleeper.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 60\n")
+    sleeper.chmod(0o755)
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "npt-w",
+        "type": "bridge",
+        "bridge": "nptwork0",
+        "ipam": {"type": "sleepy-ipam"},
+    }
+    with resources() as res:
+        res.bridges.append("nptwork0")
+        ns = netns_path(res.new_netns())
+        env = _env("ADD", ns, f"{ours}:{tmp_path}", "eth0")
+        started = time.monotonic()
+        with pytest.raises(PluginTimeoutError):
+            warm.run(os.path.join(ours, "bridge"), env, json.dumps(conf).encode(), 2.0)
+        assert time.monotonic() - started < 30
+        for _ in range(50):
+            if pid_file.exists():
+                break
+            time.sleep(0.1)
+        pid = int(pid_file.read_text())
+        for _ in range(50):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("the hanging delegate survived the timeout")
+
+
+def test_worker_restarts_after_dying(ours: str, warm: WarmExecutor) -> None:
+    path = os.path.join(ours, "loopback")
+    assert warm._proc is not None
+    warm._proc.kill()
+    warm._proc.wait()
+    code, out, _ = warm.run(path, _env("VERSION", "", ours), b"", 30)
+    assert code == 0 and json.loads(out)["cniVersion"]
+    assert warm.running
+
+
+def test_unreachable_worker_falls_back_to_exec(ours: str, tmp_path: Path) -> None:
+    executor = WarmExecutor(python=str(tmp_path / "no-such-python"))
+    try:
+        code, out, _ = executor.run(
+            os.path.join(ours, "loopback"), _env("VERSION", "", ours), b"", 30
+        )
+    finally:
+        executor.stop()
+    assert code == 0 and "1.1.0" in json.loads(out)["supportedVersions"]
+
+
+def test_worker_exits_with_its_parent(tmp_path: Path) -> None:
+    """The worker reads EOF on stdin when its starter dies, and exits (never outlives a shim)."""
+    sock = tmp_path / "w.sock"
+    starter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess,sys,time\n"
+            f"p=subprocess.Popen([sys.executable,'-m','netplugins','worker','--socket',{str(sock)!r}],"
+            "stdin=subprocess.PIPE,stdout=subprocess.PIPE)\n"
+            "print(p.pid, p.stdout.readline().decode().strip(), flush=True)\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert starter.stdout is not None
+        pid_text, ready = starter.stdout.readline().split()
+        assert ready == "ready"
+        worker_pid = int(pid_text)
+        starter.kill()
+        starter.wait()
+        for _ in range(100):
+            try:
+                os.kill(worker_pid, 0)
+            except ProcessLookupError:
+                break
+            if Path(f"/proc/{worker_pid}/stat").read_text().split()[2] == "Z":
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(worker_pid, signal.SIGKILL)
+            pytest.fail("worker outlived its parent")
+        assert not sock.exists()
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+            starter.wait()
+
+
+def test_installed_script_shape(tmp_path: Path) -> None:
+    text = script_for("bridge")
+    assert text.startswith(f"#!{sys.executable}\n")
+    assert "# netplugins-plugin: bridge\n" in text
+    assert "from netplugins.bridge import main" in text
