@@ -21,6 +21,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -40,7 +41,7 @@ from bench.hostnet import (
     leftovers,
 )
 from bench.measure import VERBS, PodDriver, Samples, concurrently, one_at_a_time
-from bench.stats import percentile, ratio
+from bench.stats import paired_difference_p50, percentile, ratio
 
 log = logging.getLogger("bench")
 
@@ -220,6 +221,13 @@ def ratios(
             "floor_p50_ms": round(floor_p50, 2),
             "overhead_ms": round(shim_p50 - floor_p50, 2),
             "ratio": ratio(shim_p50, floor_p50),
+            # Pods alternate shim/floor, so the i-th of each ran back to back: the median of
+            # their differences is the overhead with the machine's drift paired away.
+            "paired_overhead_p50_ms": round(
+                paired_difference_p50(sequential["shim"].of(verb), sequential["floor"].of(verb))
+                * 1000,
+                2,
+            ),
         }
         if verb == "run":
             entry["target"] = RUN_TARGET
@@ -265,8 +273,14 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    # SIGTERM (make interrupted, a CI timeout) must still run the clean-up in `finally`.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

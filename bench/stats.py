@@ -36,3 +36,8 @@ def ratio(numerator: float, denominator: float) -> float:
     if denominator <= 0 or math.isnan(denominator) or math.isnan(numerator):
         return math.nan
     return round(numerator / denominator, 3)
+
+
+def paired_difference_p50(a: Sequence[float], b: Sequence[float]) -> float:
+    """Median of a[i] - b[i] over the pairs both sequences have."""
+    return percentile([x - y for x, y in zip(a, b, strict=False)], 50)
