@@ -8,14 +8,12 @@ mutually exclusive), IPAM delegated to ``ipam.type``, result interfaces ordered
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from netplugins import delegation, errors, skel
-from netplugins.iptables import IPTables, chain_name, comment
+from netplugins import delegation, errors, ipconfig, skel
 from netplugins.result import normalize
 
 if TYPE_CHECKING:
@@ -107,36 +105,6 @@ def _add_default_routes(result: dict[str, Any]) -> None:
             routes.append({"dst": dst, "gw": gw})
 
 
-def _configure_container(ns: Namespace, ifname: str, result: dict[str, Any]) -> None:
-    """Addresses, then routes (gateway defaults to the IP's of the same family), then up."""
-    from netplugins import netlink
-
-    ips = result.get("ips") or []
-    if any(ipaddress.ip_interface(ip["address"]).version == 6 for ip in ips):
-        # The reference disables DAD by default: a fresh veth cannot collide and waiting for
-        # DAD would delay the pod's first packets.
-        for key in ("accept_dad", "disable_ipv6"):
-            value = "0"
-            with contextlib.suppress(errors.NetPluginError):
-                netlink.write_sysctl(f"net.ipv6.conf.{ifname}.{key}", value, ns.path)
-    for ip in ips:
-        ns.ensure_address(ifname, ip["address"])
-    ns.set_up(ifname)
-    for route in result.get("routes") or []:
-        version = ipaddress.ip_network(route["dst"], strict=False).version
-        gw = route.get("gw")
-        if not gw:
-            gw = next(
-                (
-                    ip.get("gateway")
-                    for ip in ips
-                    if ipaddress.ip_interface(ip["address"]).version == version
-                ),
-                None,
-            )
-        ns.ensure_route(route["dst"], gw, ifname)
-
-
 def _ensure_gateway_address(host: Namespace, conf: BridgeConf, gw_cidr: str) -> None:
     """The bridge holds the gateway address (reference ensureAddr, incl. forceAddress)."""
     want = ipaddress.ip_interface(gw_cidr)
@@ -156,41 +124,6 @@ def _ensure_gateway_address(host: Namespace, conf: BridgeConf, gw_cidr: str) -> 
                 )
             host.delete_address(conf.bridge, existing_cidr)
     host.ensure_address(conf.bridge, gw_cidr)
-
-
-def _setup_masquerade(conf: BridgeConf, container_id: str, ips: list[dict[str, Any]]) -> None:
-    chain = chain_name(conf.network, container_id)
-    note = comment(conf.network, container_id)
-    for ip in ips:
-        iface = ipaddress.ip_interface(ip["address"])
-        ipt = IPTables(iface.version)
-        multicast = "224.0.0.0/4" if iface.version == 4 else "ff00::/8"
-        ipt.ensure_chain("nat", chain)
-        ipt.append_unique(
-            "nat",
-            chain,
-            ["-d", str(iface.network), "-m", "comment", "--comment", note, "-j", "ACCEPT"],
-        )
-        ipt.append_unique(
-            "nat",
-            chain,
-            ["!", "-d", multicast, "-m", "comment", "--comment", note, "-j", "MASQUERADE"],
-        )
-        ipt.append_unique(
-            "nat",
-            "POSTROUTING",
-            ["-s", str(iface.ip), "-m", "comment", "--comment", note, "-j", chain],
-        )
-
-
-def _teardown_masquerade(conf: BridgeConf, container_id: str) -> None:
-    """Remove exactly this container's POSTROUTING jumps (matched by comment) and chain."""
-    chain = chain_name(conf.network, container_id)
-    note = comment(conf.network, container_id)
-    for version in (4, 6):
-        ipt = IPTables(version)
-        ipt.delete_rules_with_comment("nat", "POSTROUTING", note)
-        ipt.delete_chain("nat", chain)
 
 
 def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
@@ -250,7 +183,7 @@ def _finish_add(
     if conf.is_default_gateway:
         _add_default_routes(result)
     if ips:
-        _configure_container(cont, args.ifname, result)
+        ipconfig.configure_interface(cont, args.ifname, result)
     else:
         cont.set_up(args.ifname)  # layer 2 only: still up, as the reference leaves it
     if conf.is_gateway:
@@ -264,7 +197,7 @@ def _finish_add(
             if netlink.read_sysctl(forward) != "1":
                 netlink.write_sysctl(forward, "1")
     if conf.ip_masq and ips:
-        _setup_masquerade(conf, args.container_id, ips)
+        ipconfig.setup_masquerade(conf.network, args.container_id, ips)
     # Re-read: the bridge's MAC follows its ports and may have changed (reference does too).
     bridge = host.require_link(conf.bridge)
     veth = host.require_link(host_veth)
@@ -293,7 +226,7 @@ def cmd_del(args: skel.CmdArgs) -> None:
         except netlink.NamespaceGone:
             pass
     if conf.ip_masq:
-        _teardown_masquerade(conf, args.container_id)
+        ipconfig.teardown_masquerade(conf.network, args.container_id)
 
 
 def cmd_check(args: skel.CmdArgs) -> None:

@@ -37,6 +37,10 @@ AF_INET = 2
 AF_INET6 = 10
 # Routes we add are "boot" routes, like those the reference plugins add through netlink.
 RTPROT_BOOT = 3
+SCOPE_UNIVERSE = 0
+SCOPE_LINK = 253
+SCOPE_HOST = 254
+SCOPE_NOWHERE = 255
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 
@@ -329,7 +333,14 @@ class Namespace:
                 raise self._fail(f"delete address {cidr} from {name}", exc) from exc
 
     # -- routes --------------------------------------------------------------------------
-    def ensure_route(self, dst: str, gw: str | None, dev: str, scope: str | None = None) -> None:
+    def ensure_route(
+        self,
+        dst: str,
+        gw: str | None,
+        dev: str,
+        scope: int | None = None,
+        src: str | None = None,
+    ) -> None:
         net = ipaddress.ip_network(dst, strict=False)
         attrs: dict[str, Any] = {
             "dst": str(net),
@@ -339,13 +350,30 @@ class Namespace:
         }
         if gw:
             attrs["gateway"] = gw
-        if scope:
+        if scope is not None:
             attrs["scope"] = scope
+        if src:
+            attrs["prefsrc"] = src
         try:
             self._ipr.route("add", **attrs)
         except NetlinkError as exc:
             if exc.code not in _EXISTS:
                 raise self._fail(f"add route {dst} via {gw} dev {dev}", exc) from exc
+
+    def delete_route(self, dst: str, dev: str) -> None:
+        """Delete the route to ``dst`` through ``dev`` (e.g. the kernel's subnet route)."""
+        net = ipaddress.ip_network(dst, strict=False)
+        try:
+            self._ipr.route(
+                "del",
+                dst=str(net),
+                oif=self.index(dev),
+                family=AF_INET if net.version == 4 else AF_INET6,
+                scope=SCOPE_NOWHERE,  # match any scope (the kernel's subnet route is "link")
+            )
+        except NetlinkError as exc:
+            if exc.code not in _GONE:
+                raise self._fail(f"delete route {dst} dev {dev}", exc) from exc
 
     def route_device(self, dst: str) -> str:
         """Name of the interface the kernel would route ``dst`` out of ("" if none)."""
