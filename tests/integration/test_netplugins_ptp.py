@@ -102,7 +102,7 @@ def _exercise(plugin_dir: str, res: Resources, conf: dict[str, Any], tmp: Path) 
     return snap
 
 
-CASES = {
+CASES: dict[str, dict[str, Any]] = {
     "v4-masq-mtu": {
         "cniVersion": "1.0.0",
         "name": "npt-ptp",
