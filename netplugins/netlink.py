@@ -43,6 +43,7 @@ SCOPE_HOST = 254
 SCOPE_NOWHERE = 255
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
+IFF_ALLMULTI = 0x200
 
 
 class NamespaceGone(NetPluginError):
@@ -87,6 +88,7 @@ class LinkInfo:
     mtu: int
     up: bool
     promisc: bool
+    allmulti: bool
     master: int
     peer_index: int
 
@@ -103,6 +105,7 @@ def _link_info(msg: Any) -> LinkInfo:
         mtu=int(msg.get("IFLA_MTU") or 0),
         up=bool(flags & IFF_UP),
         promisc=bool(flags & IFF_PROMISC),
+        allmulti=bool(flags & IFF_ALLMULTI),
         master=int(msg.get("IFLA_MASTER") or 0),
         peer_index=int(msg.get("IFLA_LINK") or 0),
     )

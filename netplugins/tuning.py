@@ -1,0 +1,165 @@
+"""tuning: sysctls and link attributes of the container interface (reference meta/tuning).
+
+Chained after a main plugin: writes ``sysctl`` (network subsystem only, like the reference),
+sets ``mac`` (also from the ``mac`` capability), ``mtu``, ``promisc`` and ``allmulti`` on
+CNI_IFNAME, and passes the previous result on with the new MAC. The original link attributes
+are saved as ``<dataDir>/<container id>_<ifname>.json`` (default dataDir ``/run/cni/tuning``)
+and restored by DEL; sysctls die with the namespace, as with the reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from netplugins import errors, skel
+from netplugins.result import normalize
+
+DEFAULT_DATA_DIR = "/run/cni/tuning"
+_MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
+
+
+@dataclass
+class TuningConf:
+    sysctl: dict[str, str] = field(default_factory=dict)
+    mac: str = ""
+    mtu: int = 0
+    promisc: bool | None = None
+    allmulti: bool | None = None
+    data_dir: str = DEFAULT_DATA_DIR
+    prev_result: dict[str, Any] | None = None
+
+
+def load_conf(netconf: dict[str, Any]) -> TuningConf:
+    sysctl = {str(k): str(v) for k, v in (netconf.get("sysctl") or {}).items()}
+    for key in sysctl:
+        path = os.path.normpath("/proc/sys/" + key.replace(".", "/"))
+        if not path.startswith("/proc/sys/net/"):
+            raise errors.ConfigError(f"invalid net sysctl key: {key!r}")
+    mac = str((netconf.get("runtimeConfig") or {}).get("mac") or netconf.get("mac") or "")
+    if mac and not _MAC.match(mac):
+        raise errors.ConfigError(f"invalid MAC address {mac!r}")
+    prev = netconf.get("prevResult")
+    return TuningConf(
+        sysctl=sysctl,
+        mac=mac.lower(),
+        mtu=int(netconf.get("mtu") or 0),
+        promisc=netconf.get("promisc") if "promisc" in netconf else None,
+        allmulti=netconf.get("allmulti") if "allmulti" in netconf else None,
+        data_dir=str(netconf.get("dataDir") or DEFAULT_DATA_DIR),
+        prev_result=normalize(prev) if isinstance(prev, dict) else None,
+    )
+
+
+def _saved_path(conf: TuningConf, args: skel.CmdArgs) -> str:
+    return os.path.join(conf.data_dir, f"{args.container_id}_{args.ifname}.json")
+
+
+def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
+    from netplugins import netlink
+
+    conf = load_conf(args.netconf)
+    if conf.prev_result is None:
+        raise errors.ConfigError("must be called as chained plugin: missing prevResult")
+    result = conf.prev_result
+    with netlink.entered(args.netns):
+        for key, value in conf.sysctl.items():
+            netlink.write_sysctl(key, value)
+    with netlink.Namespace(args.netns) as ns:
+        link = ns.require_link(args.ifname)
+        original: dict[str, Any] = {}
+        if conf.mac:
+            original["mac"] = link.mac
+        if conf.promisc is not None:
+            original["promisc"] = link.promisc
+        if conf.mtu:
+            original["mtu"] = link.mtu
+        if conf.allmulti is not None:
+            original["allmulti"] = link.allmulti
+        if original:
+            _save(_saved_path(conf, args), original)
+        if conf.mac:
+            ns.set_mac(args.ifname, conf.mac)
+            for iface in result.get("interfaces") or []:
+                if iface.get("name") == args.ifname and iface.get("sandbox") == args.netns:
+                    iface["mac"] = conf.mac
+        if conf.promisc is not None:
+            ns.set_flag(args.ifname, netlink.IFF_PROMISC, bool(conf.promisc))
+        if conf.mtu:
+            ns.set_mtu(args.ifname, conf.mtu)
+        if conf.allmulti is not None:
+            ns.set_flag(args.ifname, netlink.IFF_ALLMULTI, bool(conf.allmulti))
+    return result
+
+
+def _save(path: str, data: dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def cmd_del(args: skel.CmdArgs) -> None:
+    from netplugins import netlink
+
+    conf = load_conf(args.netconf)
+    path = _saved_path(conf, args)
+    try:
+        with open(path) as fh:
+            original = json.load(fh)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        raise errors.IOFailure(f"failed to read saved tuning state {path}", str(exc)) from exc
+    if args.netns and netlink.netns_exists(args.netns):
+        with netlink.Namespace(args.netns) as ns:
+            if ns.link(args.ifname) is not None:
+                if "mtu" in original:
+                    ns.set_mtu(args.ifname, int(original["mtu"]))
+                if "mac" in original:
+                    ns.set_mac(args.ifname, str(original["mac"]))
+                if "promisc" in original:
+                    ns.set_flag(args.ifname, netlink.IFF_PROMISC, bool(original["promisc"]))
+                if "allmulti" in original:
+                    ns.set_flag(args.ifname, netlink.IFF_ALLMULTI, bool(original["allmulti"]))
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def cmd_check(args: skel.CmdArgs) -> None:
+    from netplugins import netlink
+
+    conf = load_conf(args.netconf)
+    if conf.prev_result is None:
+        raise errors.ConfigError("must be called as chained plugin: missing prevResult")
+    for key, value in conf.sysctl.items():
+        have = netlink.read_sysctl(key, args.netns)
+        if have != value:
+            raise errors.CheckFailed(f"sysctl {key} is {have!r}, expected {value!r}")
+    with netlink.Namespace(args.netns) as ns:
+        link = ns.require_link(args.ifname)
+    wrong = [
+        name
+        for name, want, have in (
+            ("mac", conf.mac or None, link.mac),
+            ("mtu", conf.mtu or None, link.mtu),
+            ("promisc", conf.promisc, link.promisc),
+            ("allmulti", conf.allmulti, link.allmulti),
+        )
+        if want is not None and want != have
+    ]
+    if wrong:
+        raise errors.CheckFailed(f"tuning: {', '.join(wrong)} of {args.ifname} changed")
+
+
+PLUGIN = skel.PluginSpec(name="tuning", add=cmd_add, delete=cmd_del, check=cmd_check)
+
+
+def main() -> None:
+    skel.main(PLUGIN)
