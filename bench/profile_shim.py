@@ -88,7 +88,7 @@ def _plugin_step(path: str, env: Any, *_: Any, **__: Any) -> str:
 
 
 def instrument_shim(rec: Recorder, ctx: ShimContext) -> None:
-    for attr in ("image_present", "create", "start", "inspect", "stop", "remove"):
+    for attr in ("create", "start", "inspect", "stop", "remove"):
         rec.wrap(ctx.infra, attr, f"docker {attr}")
     for attr in ("save", "delete"):
         rec.wrap(ctx.store, attr, f"checkpoint {attr}")

@@ -10,7 +10,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from shim.errors import InfraRuntimeError
+from shim.errors import ImageNotPresentError, InfraRuntimeError
 from shim.infra_runtime import ImageInfo, InfraSpec, InfraState
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,6 @@ class DockerInfraRuntime:
         except docker.errors.DockerException as err:
             raise InfraRuntimeError(f"failed to reach the docker engine: {err}") from err
 
-    def image_present(self, image: str) -> bool:
-        return self.image_info(image) is not None
-
     def pull_image(self, image: str) -> str:
         repo, tag = _split_image(image)
         try:
@@ -65,6 +62,8 @@ class DockerInfraRuntime:
                 labels={**spec.labels, SANDBOX_LABEL: "true", OWNER_LABEL: self._owner},
                 host_config=host_config,
             )
+        except docker.errors.ImageNotFound as err:
+            raise ImageNotPresentError(f"image {spec.image} is not present") from err
         except docker.errors.DockerException as err:
             raise InfraRuntimeError(
                 f"failed to create infra container {spec.name}: {_reason(err)}"

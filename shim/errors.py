@@ -42,6 +42,10 @@ class InfraRuntimeError(ShimError):
     code = grpc.StatusCode.UNKNOWN
 
 
+class ImageNotPresentError(InfraRuntimeError):
+    """The engine has no such image: the caller may pull it and try again."""
+
+
 class NetworkSetupError(ShimError):
     """A CNI operation failed; the message carries the plugin's CNI code, msg and details."""
 

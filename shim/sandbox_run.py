@@ -10,7 +10,7 @@ from cnilib.types import NetworkConfigList
 from cri_api import api_pb2
 from shim.cni_translate import capability_args, cni_args, resolv_conf
 from shim.context import ShimContext
-from shim.errors import AlreadyExistsError, InfraRuntimeError, ShimError
+from shim.errors import AlreadyExistsError, ImageNotPresentError, InfraRuntimeError, ShimError
 from shim.infra_runtime import InfraSpec
 from shim.netns_pin import pin, same_namespace, unpin
 from shim.pod_validation import validate_sandbox_config
@@ -43,15 +43,15 @@ def run_pod_sandbox(ctx: ShimContext, request: api_pb2.RunPodSandboxRequest) -> 
         # Refuse before creating anything when pods cannot get a network.
         network = None if host_network else ctx.network.current()
 
-        # 2. image: the infra image is pulled only when absent.
-        image = ctx.config.pod_infra_container_image
-        if not ctx.infra.image_present(image):
-            log.info("pulling infra image %s", image)
-            ctx.infra.pull_image(image)
-
-        # 3. create
-        spec = _infra_spec(ctx, config, image, host_network)
-        sandbox_id = ctx.infra.create(spec)
+        # 2. image + 3. create: the infra image is pulled only when absent, which the create
+        # call itself tells us (no extra round trip on the common path).
+        spec = _infra_spec(ctx, config, ctx.config.pod_infra_container_image, host_network)
+        try:
+            sandbox_id = ctx.infra.create(spec)
+        except ImageNotPresentError:
+            log.info("pulling infra image %s", spec.image)
+            ctx.infra.pull_image(spec.image)
+            sandbox_id = ctx.infra.create(spec)
         undo = UndoStack(f"sandbox {sandbox_id}")
         undo.push("remove infra container", lambda: ctx.infra.remove(sandbox_id))
         with ctx.store.locked(sandbox_id):
