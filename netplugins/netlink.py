@@ -41,6 +41,7 @@ SCOPE_UNIVERSE = 0
 SCOPE_LINK = 253
 SCOPE_HOST = 254
 SCOPE_NOWHERE = 255
+ETH_P_ALL = 0x0003
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 IFF_ALLMULTI = 0x200
@@ -290,6 +291,69 @@ class Namespace:
                 return False
             raise self._fail(f"delete link {name}", exc) from exc
         return True
+
+    # -- traffic control (bandwidth) -------------------------------------------------------
+    def ensure_ifb(self, name: str, mtu: int) -> None:
+        """An ifb device (where redirected ingress gets shaped), up, with ``mtu``."""
+        if self.link(name) is None:
+            try:
+                self._ipr.link("add", ifname=name, kind="ifb", mtu=mtu)
+            except NetlinkError as exc:
+                if exc.code not in _EXISTS:
+                    raise self._fail(f"create ifb device {name}", exc) from exc
+        self.set_up(name)
+
+    def set_tbf(self, dev: str, rate_bits: int, burst_bytes: int, latency_ms: int) -> None:
+        """Root token bucket filter on ``dev`` (replaces an existing root qdisc)."""
+        try:
+            self._ipr.tc(
+                "replace",
+                "tbf",
+                index=self.index(dev),
+                handle=0x10000,
+                rate=f"{rate_bits}bit",
+                burst=burst_bytes,
+                latency=f"{latency_ms}ms",
+            )
+        except NetlinkError as exc:
+            raise self._fail(f"add tbf qdisc to {dev}", exc) from exc
+
+    def redirect_ingress(self, dev: str, target: str) -> None:
+        """Ingress qdisc on ``dev`` with a match-all u32 filter that redirects to ``target``."""
+        index = self.index(dev)
+        try:
+            self._ipr.tc("add", "ingress", index=index, handle=0xFFFF0000)
+        except NetlinkError as exc:
+            if exc.code not in _EXISTS:
+                raise self._fail(f"add ingress qdisc to {dev}", exc) from exc
+        try:
+            self._ipr.tc(
+                "add-filter",
+                "u32",
+                index=index,
+                parent=0xFFFF0000,
+                prio=1,
+                protocol=ETH_P_ALL,
+                target=0x10001,
+                keys=["0x0/0x0+0"],
+                action=[
+                    {
+                        "kind": "mirred",
+                        "direction": "egress",
+                        "action": "redirect",
+                        "ifindex": self.index(target),
+                    }
+                ],
+            )
+        except NetlinkError as exc:
+            raise self._fail(f"redirect ingress of {dev} to {target}", exc) from exc
+
+    def qdisc_kinds(self, dev: str) -> list[str]:
+        try:
+            msgs = self._ipr.get_qdiscs(index=self.index(dev))
+        except NetlinkError as exc:
+            raise self._fail(f"list qdiscs of {dev}", exc) from exc
+        return [str(m.get("TCA_KIND")) for m in msgs]
 
     # -- addresses -----------------------------------------------------------------------
     def addresses(self, name: str) -> list[str]:
