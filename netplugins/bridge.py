@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from netplugins import delegation, errors, ipconfig, skel
+from netplugins import delegation, errors, ipconfig, nsenter, skel
 from netplugins.result import normalize
 
 if TYPE_CHECKING:
@@ -173,7 +173,6 @@ def _finish_add(
     host_veth: str,
     result: dict[str, Any],
 ) -> None:
-    from netplugins import netlink
 
     ips = result.get("ips") or []
     if conf.ipam_type and not ips:
@@ -194,8 +193,8 @@ def _finish_add(
             prefix = ipaddress.ip_interface(ip["address"]).network.prefixlen
             _ensure_gateway_address(host, conf, f"{gw}/{prefix}")
             forward = "net.ipv4.ip_forward" if ":" not in gw else "net.ipv6.conf.all.forwarding"
-            if netlink.read_sysctl(forward) != "1":
-                netlink.write_sysctl(forward, "1")
+            if nsenter.read_sysctl(forward) != "1":
+                nsenter.write_sysctl(forward, "1")
     if conf.ip_masq and ips:
         ipconfig.setup_masquerade(conf.network, args.container_id, ips)
     # Re-read: the bridge's MAC follows its ports and may have changed (reference does too).
@@ -219,11 +218,11 @@ def cmd_del(args: skel.CmdArgs) -> None:
     # (SEED-NOTES "known pain": leaked addresses after reboots).
     if conf.ipam_type:
         delegation.delegate("DEL", conf.ipam_type, args.netconf, args)
-    if args.netns and netlink.netns_exists(args.netns):
+    if args.netns and nsenter.netns_exists(args.netns):
         try:
             with netlink.Namespace(args.netns) as cont:
                 cont.delete_link(args.ifname)  # removes the host end too
-        except netlink.NamespaceGone:
+        except nsenter.NamespaceGone:
             pass
     if conf.ip_masq:
         ipconfig.teardown_masquerade(conf.network, args.container_id)

@@ -11,7 +11,7 @@ import contextlib
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
-from netplugins import errors
+from netplugins import errors, nsenter
 from netplugins.iptables import IPTables, chain_name, comment
 
 if TYPE_CHECKING:
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 def configure_interface(ns: Namespace, ifname: str, result: dict[str, Any]) -> None:
     """Addresses, then routes (gateway defaults to the IP's of the same family), then up."""
-    from netplugins import netlink
 
     ips = result.get("ips") or []
     if any(ipaddress.ip_interface(ip["address"]).version == 6 for ip in ips):
@@ -29,7 +28,7 @@ def configure_interface(ns: Namespace, ifname: str, result: dict[str, Any]) -> N
         for key in ("accept_dad", "disable_ipv6"):
             value = "0"
             with contextlib.suppress(errors.NetPluginError):
-                netlink.write_sysctl(f"net.ipv6.conf.{ifname}.{key}", value, ns.path)
+                nsenter.write_sysctl(f"net.ipv6.conf.{ifname}.{key}", value, ns.path)
     for ip in ips:
         ns.ensure_address(ifname, ip["address"])
     ns.set_up(ifname)

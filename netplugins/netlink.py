@@ -12,22 +12,17 @@ is how :class:`Namespace` talks to a container namespace while the process sits 
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import ipaddress
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netplugins.errors import NetlinkFailure, NetPluginError
-
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from netplugins.errors import NetlinkFailure
+from netplugins.nsenter import entered
 
 # The kernel's answers that mean "already there" / "already gone".
 _EXISTS = (errno.EEXIST,)
@@ -45,39 +40,6 @@ ETH_P_ALL = 0x0003
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 IFF_ALLMULTI = 0x200
-
-
-class NamespaceGone(NetPluginError):
-    """The network namespace path does not exist (any more)."""
-
-
-def _setns(fd: int, what: str) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise NetlinkFailure(f"failed to enter network namespace {what}", os.strerror(err))
-
-
-@contextlib.contextmanager
-def entered(netns_path: str) -> Iterator[None]:
-    """Run the body inside ``netns_path``; always return to the original namespace."""
-    try:
-        target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
-        raise NamespaceGone(f"failed to open network namespace {netns_path}", str(exc)) from exc
-    origin = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _setns(target, netns_path)
-        try:
-            yield
-        finally:
-            _setns(origin, "of origin")
-    finally:
-        os.close(target)
-        os.close(origin)
-
-
-def netns_exists(netns_path: str) -> bool:
-    return bool(netns_path) and os.path.exists(netns_path)
 
 
 @dataclass(frozen=True)
@@ -120,14 +82,16 @@ class Namespace:
         # name -> ifindex: an index is stable while the link lives here, and each RTM_GETLINK
         # costs ~1 ms in pyroute2, so a plugin looks each name up once.
         self._indexes: dict[str, int] = {}
+        self._shared = not netns_path
         if netns_path:
             with entered(netns_path):
                 self._ipr = IPRoute()
         else:
-            self._ipr = IPRoute()
+            self._ipr = _host_socket()
 
     def close(self) -> None:
-        self._ipr.close()
+        if not self._shared:  # the host socket lives as long as the process
+            self._ipr.close()
 
     def __enter__(self) -> Namespace:
         return self
@@ -481,28 +445,16 @@ def prewarm() -> None:
         ns.link("lo")
 
 
-def write_sysctl(name: str, value: str, netns_path: str = "") -> None:
-    """Write ``net.x.y`` style sysctl, inside ``netns_path`` when given (per-netns /proc/sys)."""
-    path = "/proc/sys/" + name.replace(".", "/")
-
-    def _write() -> None:
-        with open(path, "w") as fh:
-            fh.write(value)
-
-    try:
-        if netns_path:
-            with entered(netns_path):
-                _write()
-        else:
-            _write()
-    except OSError as exc:
-        raise NetlinkFailure(f"failed to set sysctl {name}={value}", str(exc)) from exc
+_host: tuple[int, Any] | None = None
 
 
-def read_sysctl(name: str, netns_path: str = "") -> str:
-    path = "/proc/sys/" + name.replace(".", "/")
-    if netns_path:
-        with entered(netns_path), open(path) as fh:
-            return fh.read().strip()
-    with open(path) as fh:
-        return fh.read().strip()
+def _host_socket() -> Any:
+    """One netlink socket in the namespace the process started in, opened once per process.
+
+    Checked against the pid: a forked child must not share its parent's socket (their
+    replies would interleave), so it opens its own, once.
+    """
+    global _host
+    if _host is None or _host[0] != os.getpid():
+        _host = (os.getpid(), IPRoute())
+    return _host[1]

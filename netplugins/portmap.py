@@ -19,7 +19,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from netplugins import errors, skel
+from netplugins import errors, nsenter, skel
 from netplugins.iptables import IPTables, Snapshot, chain_name, quote_arg
 from netplugins.result import normalize
 
@@ -248,7 +248,7 @@ def _route_localnet(addr: ipaddress.IPv4Interface) -> None:
     with netlink.Namespace() as host:
         dev = host.route_device(str(addr.ip))
     if dev:
-        netlink.write_sysctl(f"net.ipv4.conf.{dev}.route_localnet", "1")
+        nsenter.write_sysctl(f"net.ipv4.conf.{dev}.route_localnet", "1")
 
 
 def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
@@ -283,7 +283,12 @@ def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
 def cmd_del(args: skel.CmdArgs) -> None:
     conf = load_conf(args.netconf)
     chain = chain_name(conf.network, args.container_id, "DN-")
-    for version in (4, 6):
+    # With the cached result (SPEC >= 0.4.0 passes it on DEL) only its families can hold
+    # rules; without one, look at both.
+    versions = {4, 6}
+    if conf.prev_result is not None and conf.prev_result.get("ips"):
+        versions = {a.version for a in _container_ips(conf.prev_result, args.ifname)} or versions
+    for version in sorted(versions):
         _teardown(IPTables(version), chain)
 
 

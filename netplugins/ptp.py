@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from netplugins import delegation, errors, ipconfig, skel
+from netplugins import delegation, errors, ipconfig, nsenter, skel
 from netplugins.result import normalize
 
 
@@ -100,8 +100,8 @@ def _configure(
         scope = netlink.SCOPE_HOST if iface.version == 4 else None
         host.ensure_route(f"{iface.ip}/{bits}", None, host_veth, scope)
         forward = "net.ipv4.ip_forward" if iface.version == 4 else "net.ipv6.conf.all.forwarding"
-        if netlink.read_sysctl(forward) != "1":
-            netlink.write_sysctl(forward, "1")
+        if nsenter.read_sysctl(forward) != "1":
+            nsenter.write_sysctl(forward, "1")
     if conf.ip_masq:
         ipconfig.setup_masquerade(conf.network, args.container_id, result["ips"])
     veth = host.require_link(host_veth)
@@ -119,11 +119,11 @@ def cmd_del(args: skel.CmdArgs) -> None:
 
     conf = load_conf(args.netconf)
     delegation.delegate("DEL", conf.ipam_type, args.netconf, args)
-    if args.netns and netlink.netns_exists(args.netns):
+    if args.netns and nsenter.netns_exists(args.netns):
         try:
             with netlink.Namespace(args.netns) as cont:
                 cont.delete_link(args.ifname)
-        except netlink.NamespaceGone:
+        except nsenter.NamespaceGone:
             pass
     if conf.ip_masq:
         ipconfig.teardown_masquerade(conf.network, args.container_id)

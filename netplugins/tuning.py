@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from netplugins import errors, skel
+from netplugins import errors, nsenter, skel
 from netplugins.result import normalize
 
 DEFAULT_DATA_DIR = "/run/cni/tuning"
@@ -66,9 +66,9 @@ def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
     if conf.prev_result is None:
         raise errors.ConfigError("must be called as chained plugin: missing prevResult")
     result = conf.prev_result
-    with netlink.entered(args.netns):
+    with nsenter.entered(args.netns):
         for key, value in conf.sysctl.items():
-            netlink.write_sysctl(key, value)
+            nsenter.write_sysctl(key, value)
     with netlink.Namespace(args.netns) as ns:
         link = ns.require_link(args.ifname)
         original: dict[str, Any] = {}
@@ -117,7 +117,7 @@ def cmd_del(args: skel.CmdArgs) -> None:
         return
     except (OSError, ValueError) as exc:
         raise errors.IOFailure(f"failed to read saved tuning state {path}", str(exc)) from exc
-    if args.netns and netlink.netns_exists(args.netns):
+    if args.netns and nsenter.netns_exists(args.netns):
         with netlink.Namespace(args.netns) as ns:
             if ns.link(args.ifname) is not None:
                 if "mtu" in original:
@@ -139,7 +139,7 @@ def cmd_check(args: skel.CmdArgs) -> None:
     if conf.prev_result is None:
         raise errors.ConfigError("must be called as chained plugin: missing prevResult")
     for key, value in conf.sysctl.items():
-        have = netlink.read_sysctl(key, args.netns)
+        have = nsenter.read_sysctl(key, args.netns)
         if have != value:
             raise errors.CheckFailed(f"sysctl {key} is {have!r}, expected {value!r}")
     with netlink.Namespace(args.netns) as ns:
