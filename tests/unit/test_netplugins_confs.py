@@ -1,0 +1,104 @@
+"""Configuration parsing of bridge, ptp, tuning and bandwidth (pure, no netns)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+
+from netplugins import bandwidth, bridge, errors, ptp, tuning
+
+
+def test_bridge_defaults_like_reference() -> None:
+    conf = bridge.load_conf({"name": "n"})
+    assert (conf.bridge, conf.is_gateway, conf.ip_masq, conf.mtu, conf.ipam_type) == (
+        "cni0",
+        False,
+        False,
+        0,
+        "",
+    )
+
+
+def test_bridge_default_gateway_implies_gateway() -> None:
+    assert bridge.load_conf({"name": "n", "isDefaultGateway": True}).is_gateway
+
+
+@pytest.mark.parametrize(
+    "netconf",
+    [
+        {"name": "n", "hairpinMode": True, "promiscMode": True},
+        {"name": "n", "vlan": 5000},
+        {"name": "n", "bridge": "a-very-long-bridge-name"},
+        {"name": "n", "isGateway": "yes"},
+        {"bridge": "x"},
+    ],
+)
+def test_bridge_rejects(netconf: dict[str, Any]) -> None:
+    with pytest.raises(errors.ConfigError):
+        bridge.load_conf(netconf)
+
+
+def test_bridge_default_routes_per_family() -> None:
+    result: dict[str, Any] = {
+        "ips": [
+            {"address": "10.202.1.2/24", "gateway": "10.202.1.1"},
+            {"address": "fd02:202::2/64", "gateway": "fd02:202::1"},
+        ],
+        "routes": [{"dst": "10.203.0.0/16"}],
+    }
+    bridge._add_default_routes(result)
+    assert result["routes"] == [
+        {"dst": "10.203.0.0/16"},
+        {"dst": "0.0.0.0/0", "gw": "10.202.1.1"},
+        {"dst": "::/0", "gw": "fd02:202::1"},
+    ]
+
+
+def test_bridge_default_route_conflict() -> None:
+    result: dict[str, Any] = {
+        "ips": [{"address": "10.202.1.2/24", "gateway": "10.202.1.1"}],
+        "routes": [{"dst": "0.0.0.0/0", "gw": "10.202.1.254"}],
+    }
+    with pytest.raises(errors.ConfigError, match="isDefaultGateway ineffective"):
+        bridge._add_default_routes(result)
+
+
+def test_ptp_requires_ipam() -> None:
+    with pytest.raises(errors.ConfigError):
+        ptp.load_conf({"name": "n"})
+    assert ptp.load_conf({"name": "n", "ipam": {"type": "host-local"}, "mtu": 1400}).mtu == 1400
+
+
+@pytest.mark.parametrize("key", ["kernel.panic", "netfilter_x.y", "vm.swappiness"])
+def test_tuning_refuses_sysctls_outside_net(key: str) -> None:
+    with pytest.raises(errors.ConfigError, match="invalid net sysctl key"):
+        tuning.load_conf({"sysctl": {key: "1"}})
+
+
+def test_tuning_mac_capability_wins_and_is_validated() -> None:
+    conf = tuning.load_conf(
+        {"mac": "02:00:00:00:00:01", "runtimeConfig": {"mac": "02:00:00:00:00:AA"}}
+    )
+    assert conf.mac == "02:00:00:00:00:aa"
+    with pytest.raises(errors.ConfigError):
+        tuning.load_conf({"mac": "not-a-mac"})
+
+
+def test_bandwidth_capability_overrides_static_values() -> None:
+    conf = bandwidth.load_conf(
+        {
+            "name": "n",
+            "ingressRate": 1,
+            "ingressBurst": 1,
+            "runtimeConfig": {"bandwidth": {"egressRate": 800, "egressBurst": 80}},
+        }
+    )
+    assert (conf.ingress_rate, conf.egress_rate, conf.egress_burst) == (0, 800, 80)
+
+
+def test_bandwidth_ifb_name_matches_reference_hash() -> None:
+    name = bandwidth.ifb_name("net", "cid")
+    assert name == "bwp" + hashlib.sha512(b"netcid").hexdigest()[:12]
+    assert len(name) == 15
