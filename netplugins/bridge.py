@@ -254,7 +254,27 @@ def cmd_check(args: skel.CmdArgs) -> None:
                 raise errors.CheckFailed(f"address {ip['address']} missing on {args.ifname}")
 
 
-PLUGIN = skel.PluginSpec(name="bridge", add=cmd_add, delete=cmd_del, check=cmd_check)
+def cmd_gc(args: skel.CmdArgs) -> None:
+    """SPEC 1.1 GC: what this plugin holds beyond netns-scoped state is the IPAM's."""
+    ipam_type = str((args.netconf.get("ipam") or {}).get("type") or "")
+    if ipam_type:
+        delegation.delegate("GC", ipam_type, args.netconf, args)
+
+
+def cmd_status(args: skel.CmdArgs) -> None:
+    ipam_type = str((args.netconf.get("ipam") or {}).get("type") or "")
+    if ipam_type:
+        delegation.delegate("STATUS", ipam_type, args.netconf, args)
+
+
+PLUGIN = skel.PluginSpec(
+    name="bridge",
+    add=cmd_add,
+    delete=cmd_del,
+    check=cmd_check,
+    gc=cmd_gc,
+    status=cmd_status,
+)
 
 
 def main() -> None:

@@ -108,8 +108,13 @@ def _run_foreign(
             return normalize(result.to_dict())
         if command == "CHECK":
             cni_delegate.delegate_check(plugin_type, stdin, DELEGATE_TIMEOUT, env=env, executor=run)
-        else:
+        elif command == "DEL":
             cni_delegate.delegate_del(plugin_type, stdin, DELEGATE_TIMEOUT, env=env, executor=run)
+        else:  # GC / STATUS (SPEC 1.1): no result, the error object passes through
+            from cnilib.invoke import exec_plugin, find_plugin
+
+            paths = [p for p in env.get("CNI_PATH", "").split(os.pathsep) if p]
+            exec_plugin(find_plugin(plugin_type, paths), env, stdin, DELEGATE_TIMEOUT, run)
     except CNIError as exc:
         raise errors.NetPluginError(exc.msg, exc.details, exc.code) from exc
     return None

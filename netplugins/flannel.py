@@ -171,7 +171,37 @@ def cmd_check(args: skel.CmdArgs) -> None:
     delegation.delegate("CHECK", str(delegate["type"]), delegate, args)
 
 
-PLUGIN = skel.PluginSpec(name="flannel", add=cmd_add, delete=cmd_del, check=cmd_check)
+def cmd_gc(args: skel.CmdArgs) -> None:
+    """SPEC 1.1 GC: forget saved delegates of containers not in the valid attachments, then
+    let the delegate (bridge -> host-local) release what they still hold."""
+    subnet_file, data_dir, _ = _conf_paths(args.netconf, "")
+    valid = {
+        str(a.get("containerID", "")) for a in args.netconf.get("cni.dev/valid-attachments") or []
+    }
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(data_dir):
+            if name not in valid and ".tmp" not in name:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(data_dir, name))
+    delegate = build_delegate(args.netconf, read_subnet_env(subnet_file))
+    delegate["cni.dev/valid-attachments"] = args.netconf.get("cni.dev/valid-attachments") or []
+    delegation.delegate("GC", str(delegate["type"]), delegate, args)
+
+
+def cmd_status(args: skel.CmdArgs) -> None:
+    """SPEC 1.1 STATUS: not ready (50) until flanneld has written the subnet file."""
+    subnet_file, _, _ = _conf_paths(args.netconf, "")
+    read_subnet_env(subnet_file)
+
+
+PLUGIN = skel.PluginSpec(
+    name="flannel",
+    add=cmd_add,
+    delete=cmd_del,
+    check=cmd_check,
+    gc=cmd_gc,
+    status=cmd_status,
+)
 
 
 def main() -> None:

@@ -312,7 +312,35 @@ def cmd_check(args: skel.CmdArgs) -> None:
             raise errors.CheckFailed(f"portmap: rules missing for {addr.ip}", repr(missing[0]))
 
 
-PLUGIN = skel.PluginSpec(name="portmap", add=cmd_add, delete=cmd_del, check=cmd_check)
+def cmd_gc(args: skel.CmdArgs) -> None:
+    """SPEC 1.1 GC: drop this network's port forwards whose container is not valid any more.
+
+    The jump into each container's chain carries ``dnat name: "<net>" id: "<id>"``, which is
+    how a leftover is recognised without knowing its (hashed) chain name in advance.
+    """
+    conf = load_conf(args.netconf)
+    valid = {
+        str(a.get("containerID", "")) for a in args.netconf.get("cni.dev/valid-attachments") or []
+    }
+    prefix = f'--comment "dnat name: \\"{conf.network}\\" id: \\"'
+    for version in (4, 6):
+        ipt = IPTables(version)
+        state = ipt.save("nat")
+        stale: set[str] = set()
+        for line in state.rules_in(TOP_DNAT):
+            start = line.find(prefix)
+            if start < 0:
+                continue
+            container_id = line[start + len(prefix) :].split('\\"', 1)[0]
+            if container_id not in valid:
+                stale.add(chain_name(conf.network, container_id, "DN-"))
+        lines: list[str] = []
+        for chain in sorted(stale):
+            lines += _teardown_lines(state, chain)
+        ipt.restore("nat", lines)
+
+
+PLUGIN = skel.PluginSpec(name="portmap", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc)
 
 
 def main() -> None:

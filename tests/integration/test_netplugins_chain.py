@@ -21,7 +21,7 @@ import pytest
 
 from cnilib.api import CNIConfig
 from cnilib.conf import parse_conf_list
-from cnilib.types import NetworkConfigList, RuntimeConf
+from cnilib.types import GCAttachment, NetworkConfigList, RuntimeConf
 from netplugins.iptables import chain_name
 from netplugins.warm import WarmExecutor
 from tests.integration.test_netplugins_support import (
@@ -254,3 +254,51 @@ def test_fifty_parallel_cold_execs_of_host_local(ours: str, tmp_path: Path) -> N
         dels = list(pool.map(lambda i: call(i, "DEL"), range(50)))
     assert all(d.code == 0 for d in dels)
     assert sorted(os.listdir(tmp_path / "npt-cold")) == ["last_reserved_ip.0", "lock"]
+
+
+def test_gc_releases_what_leaked(
+    ours: str, warm: WarmExecutor, res: Resources, tmp_path: Path
+) -> None:
+    """SPEC 1.1 GC through cnilib: an attachment the runtime never cached (a leak: ADD done,
+    result lost) loses its address, its saved delegate and its port forward; the valid one
+    keeps everything."""
+    res.bridges.append("nptgc0")
+    net = seed_flannel_conflist(tmp_path)
+    raw = json.loads(net.bytes)
+    raw["cniVersion"] = "1.1.0"
+    raw["plugins"][0]["delegate"]["bridge"] = "nptgc0"
+    net = parse_conf_list(json.dumps(raw).encode())
+    cni = CNIConfig([ours], str(tmp_path / "cache"), executor=warm)
+    mapping = [{"hostPort": 32031, "containerPort": 80, "protocol": "tcp"}]
+    _pod(cni, net, res, "npt-gc-keep", mapping)
+
+    leaked_ns = netns_path(res.new_netns())
+    res.portmaps.append((net.name, "npt-gc-leak"))
+    flannel_conf = dict(raw["plugins"][0], name=net.name, cniVersion="1.1.0")
+    prev = run_plugin(
+        ours, "flannel", "ADD", flannel_conf, netns=leaked_ns, container_id="npt-gc-leak"
+    ).result
+    portmap_conf = {
+        "type": "portmap",
+        "name": net.name,
+        "cniVersion": "1.1.0",
+        "runtimeConfig": {"portMappings": [dict(mapping[0], hostPort=32032)]},
+        "prevResult": prev,
+    }
+    assert (
+        run_plugin(
+            ours, "portmap", "ADD", portmap_conf, netns=leaked_ns, container_id="npt-gc-leak"
+        ).code
+        == 0
+    )
+    leaked_ip = prev["ips"][0]["address"].split("/")[0]
+
+    cni.gc_network_list(net, [GCAttachment("npt-gc-keep", "eth0")])
+
+    held = os.listdir(tmp_path / "ipam" / "cbr0")
+    assert leaked_ip not in held and len([n for n in held if n[0].isdigit()]) == 1
+    assert os.listdir(tmp_path / "flannel") == ["npt-gc-keep"]
+    nat = sh("iptables", "-w", "-t", "nat", "-S")
+    assert chain_name("cbr0", "npt-gc-leak", "DN-") not in nat
+    assert chain_name("cbr0", "npt-gc-keep", "DN-") in nat
+    cni.del_network_list(net, RuntimeConf("npt-gc-keep", "", "eth0"))
