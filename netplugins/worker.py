@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import gc
 import os
 import select
@@ -68,6 +69,11 @@ def _handle(conn: socket.socket) -> None:
 def _child(listener: socket.socket, taken_fd: int) -> None:
     """A pre-forked child: wait for one connection, tell the zygote, serve it, exit."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # An idle child dies with the zygote (even on SIGKILL) instead of waiting forever in
+    # accept() on a socket nobody connects to any more; cleared once a request is taken.
+    _set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() == 1:
+        os._exit(0)  # the zygote died before the line above took effect
     code = 0
     conn: socket.socket | None = None
     try:
@@ -75,6 +81,7 @@ def _child(listener: socket.socket, taken_fd: int) -> None:
 
         netlink.prewarm()
         conn, _ = listener.accept()
+        _set_parent_death_signal(0)
         listener.close()
         # Own process group: a timed-out request is killed with everything it spawned.
         os.setsid()
@@ -94,6 +101,14 @@ def _child(listener: socket.socket, taken_fd: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _set_parent_death_signal(signo: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signo, 0, 0, 0)
 
 
 def _spawn(listener: socket.socket, taken_fd: int, watch_fds: list[int]) -> int:

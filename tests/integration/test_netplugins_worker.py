@@ -121,11 +121,20 @@ def test_timeout_kills_the_request_and_its_children(
 def test_worker_restarts_after_dying(ours: str, warm: WarmExecutor) -> None:
     path = os.path.join(ours, "loopback")
     assert warm._proc is not None
+    zygote = warm._proc.pid
+    pool = [int(p) for p in Path(f"/proc/{zygote}/task/{zygote}/children").read_text().split()]
+    assert pool, "the zygote keeps pre-forked children"
     warm._proc.kill()
     warm._proc.wait()
     code, out, _ = warm.run(path, _env("VERSION", "", ours), b"", 30)
     assert code == 0 and json.loads(out)["cniVersion"]
     assert warm.running
+    for _ in range(50):  # idle pool children die with their zygote (PR_SET_PDEATHSIG)
+        if not any(Path(f"/proc/{pid}").exists() for pid in pool):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"pool children {pool} outlived their zygote")
 
 
 def test_unreachable_worker_falls_back_to_exec(ours: str, tmp_path: Path) -> None:
