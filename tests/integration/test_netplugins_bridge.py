@@ -325,3 +325,33 @@ def test_reference_host_local_state_is_shared(ours: str, tmp_path: Path) -> None
     assert run_plugin(REF_DIR, "host-local", "DEL", conf, container_id="ours-1", **kw).code == 0
     left = sorted(p.name for p in (tmp_path / "npt-share").iterdir())
     assert left == ["10.202.23.4", "last_reserved_ip.0", "lock"]
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_bridge_with_foreign_address_matches_reference(
+    force: bool, ours: str, tmp_path: Path
+) -> None:
+    """The bridge already holds another IPv4 address: error without forceAddress, replaced
+    with it (reference ensureAddr)."""
+    outcomes = []
+    for plugin_dir in (ours, REF_DIR):
+        conf = _bridge_conf("1.0.0", bridge="nptdiff3", isGateway=True, forceAddress=force)
+        conf["ipam"]["dataDir"] = str(tmp_path / os.path.basename(plugin_dir))
+        with resources() as res:
+            res.bridges.append("nptdiff3")
+            sh("ip", "link", "add", "nptdiff3", "type", "bridge")
+            sh("ip", "addr", "add", "10.202.20.77/24", "dev", "nptdiff3")
+            ns = res.new_netns()
+            add = run_plugin(
+                plugin_dir, "bridge", "ADD", conf, netns=netns_path(ns), container_id=CID
+            )
+            outcome: dict[str, Any] = {"code": add.code, "addrs": _addresses("nptdiff3")}
+            if add.code:
+                outcome["error_code"] = add.error["code"]
+                links = [link["ifname"] for link in ip_json("link", "show", netns=ns)]
+                if plugin_dir == ours:  # the reference leaves eth0 for the runtime's DEL
+                    assert links == ["lo"]
+            run_plugin(plugin_dir, "bridge", "DEL", conf, netns=netns_path(ns), container_id=CID)
+            outcomes.append(outcome)
+    assert outcomes[0] == outcomes[1]
+    assert (outcomes[0]["code"] == 0) is force
