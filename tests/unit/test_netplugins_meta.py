@@ -193,3 +193,46 @@ def test_container_ips_only_from_the_sandbox_interface() -> None:
         "10.202.3.4/24",
         "fd02:202::4/64",
     ]
+
+
+SEED_10_FLANNEL_CONFLIST = b"""{
+  "name": "cbr0",
+  "cniVersion": "0.3.1",
+  "plugins": [
+    {"type": "flannel", "delegate": {"hairpinMode": true, "isDefaultGateway": true}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}"""
+
+
+def test_seed_conflist_as_written_uses_the_reference_defaults() -> None:
+    import json
+
+    from cnilib.conf import parse_conf_list
+
+    net = parse_conf_list(SEED_10_FLANNEL_CONFLIST)
+    assert [p.type for p in net.plugins] == ["flannel", "portmap"]
+    flannel_conf = dict(net.plugins[0].raw, name=net.name, cniVersion=net.cni_version)
+    subnet_file, data_dir, saved = flannel._conf_paths(flannel_conf, "abc")
+    assert (subnet_file, data_dir, saved) == (
+        "/run/flannel/subnet.env",
+        "/var/lib/cni/flannel",
+        "/var/lib/cni/flannel/abc",
+    )
+    env = flannel.SubnetEnv(network="10.244.0.0/16", subnet="10.244.1.0/24", mtu=1410, ipmasq=True)
+    delegate = flannel.build_delegate(flannel_conf, env)
+    assert json.loads(json.dumps(delegate)) == {
+        "name": "cbr0",
+        "cniVersion": "0.3.1",
+        "type": "bridge",
+        "hairpinMode": True,
+        "isDefaultGateway": True,
+        "isGateway": True,
+        "ipMasq": False,
+        "mtu": 1410,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": "10.244.1.0/24"}]],
+            "routes": [{"dst": "10.244.0.0/16"}],
+        },
+    }
