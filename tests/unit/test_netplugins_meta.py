@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cnilib.conf import parse_conf_list
 from netplugins import errors, flannel, portmap
 
 SEED_CONFLIST_FLANNEL = {
@@ -206,10 +208,6 @@ SEED_10_FLANNEL_CONFLIST = b"""{
 
 
 def test_seed_conflist_as_written_uses_the_reference_defaults() -> None:
-    import json
-
-    from cnilib.conf import parse_conf_list
-
     net = parse_conf_list(SEED_10_FLANNEL_CONFLIST)
     assert [p.type for p in net.plugins] == ["flannel", "portmap"]
     flannel_conf = dict(net.plugins[0].raw, name=net.name, cniVersion=net.cni_version)
