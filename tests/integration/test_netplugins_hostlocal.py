@@ -1,0 +1,135 @@
+"""Differential tests for host-local against the reference binary: the same sequence of calls
+on the same config gives the same results and the same state files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_netplugins_support import (
+    REF_DIR,
+    install_ours,
+    needs_reference,
+    run_plugin,
+)
+
+pytestmark = [pytest.mark.integration, needs_reference]
+
+NETNS = "/run/netns/npt-unused"  # host-local never enters it; the reference wants it set
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return install_ours(tmp_path_factory.mktemp("netplugins-bin"))
+
+
+CASES: dict[str, dict[str, Any]] = {
+    "subnet-shorthand": {"subnet": "10.202.90.0/29"},
+    "range-start-end-gateway": {
+        "ranges": [
+            [
+                {
+                    "subnet": "10.202.91.0/24",
+                    "rangeStart": "10.202.91.10",
+                    "rangeEnd": "10.202.91.13",
+                    "gateway": "10.202.91.11",
+                }
+            ]
+        ],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "10.203.0.0/16", "gw": "10.202.91.1"}],
+    },
+    "two-ranges-one-set": {
+        "ranges": [[{"subnet": "10.202.92.0/30"}, {"subnet": "10.202.93.0/30"}]],
+    },
+    "dual-stack": {
+        "ranges": [
+            [{"subnet": "10.202.94.0/24"}],
+            [
+                {
+                    "subnet": "fd02:202::/64",
+                    "rangeStart": "fd02:202::100",
+                    "rangeEnd": "fd02:202::103",
+                }
+            ],
+        ],
+    },
+}
+
+
+def _sequence(plugin_dir: str, ipam: dict[str, Any], data_dir: Path, version: str) -> list[Any]:
+    conf = {
+        "cniVersion": version,
+        "name": "npt-hl",
+        "ipam": dict(ipam, type="host-local", dataDir=str(data_dir)),
+    }
+    steps: list[tuple[str, str, dict[str, Any]]] = [
+        ("ADD", "c1", {}),
+        ("ADD", "c2", {}),
+        ("DEL", "c1", {}),
+        ("ADD", "c3", {}),  # round robin: after the last reserved, not c1's freed address
+        ("ADD", "c4", {}),
+        ("ADD", "c5", {}),
+        ("DEL", "c9", {}),  # unknown container: DEL still succeeds
+        ("CHECK", "c2", {}),
+        ("CHECK", "c1", {}),
+    ]
+    out: list[Any] = []
+    for command, cid, extra in steps:
+        if command == "CHECK" and version == "0.3.1":
+            continue
+        run = run_plugin(
+            plugin_dir, "host-local", command, dict(conf, **extra), netns=NETNS, container_id=cid
+        )
+        if run.code == 0:
+            result = run.result
+            for ip in result.get("ips", []):
+                ip.pop("version", None)
+            result.pop("dns", None)
+            out.append((command, cid, 0, result))
+        else:
+            out.append((command, cid, run.error["code"]))
+    state = data_dir / "npt-hl"
+    out.append(sorted((p.name, p.read_bytes()) for p in state.iterdir() if p.name != "lock"))
+    return out
+
+
+@pytest.mark.parametrize("version", ["0.3.1", "1.0.0"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_host_local_matches_reference(case: str, version: str, ours: str, tmp_path: Path) -> None:
+    mine = _sequence(ours, CASES[case], tmp_path / "ours", version)
+    theirs = _sequence(REF_DIR, CASES[case], tmp_path / "ref", version)
+    assert mine == theirs
+
+
+@pytest.mark.parametrize("where", ["args", "runtimeConfig", "CNI_ARGS"])
+def test_requested_ip_matches_reference(where: str, ours: str, tmp_path: Path) -> None:
+    outcomes = []
+    for plugin_dir in (ours, REF_DIR):
+        conf: dict[str, Any] = {
+            "cniVersion": "1.0.0",
+            "name": "npt-hl",
+            "ipam": {
+                "type": "host-local",
+                "subnet": "10.202.95.0/24",
+                "dataDir": str(tmp_path / plugin_dir.replace("/", "_")),
+            },
+        }
+        cni_args = ""
+        if where == "args":
+            conf["args"] = {"cni": {"ips": ["10.202.95.50"]}}
+        elif where == "runtimeConfig":
+            conf["capabilities"] = {"ips": True}
+            conf["runtimeConfig"] = {"ips": ["10.202.95.50/24"]}
+        else:
+            cni_args = "IgnoreUnknown=1;IP=10.202.95.50"
+        first = run_plugin(
+            plugin_dir, "host-local", "ADD", conf, netns=NETNS, container_id="a", cni_args=cni_args
+        )
+        again = run_plugin(
+            plugin_dir, "host-local", "ADD", conf, netns=NETNS, container_id="b", cni_args=cni_args
+        )
+        outcomes.append((first.result["ips"], again.code != 0))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0][0]["address"] == "10.202.95.50/24"
