@@ -108,6 +108,11 @@ def _add_default_routes(result: dict[str, Any]) -> None:
 def _ensure_gateway_address(host: Namespace, conf: BridgeConf, gw_cidr: str) -> None:
     """The bridge holds the gateway address (reference ensureAddr, incl. forceAddress)."""
     want = ipaddress.ip_interface(gw_cidr)
+    if want.version == 4:
+        # Fast path for every pod after the first: the bridge's primary address via ioctl.
+        primary = host.primary_ipv4(conf.bridge)
+        if primary is not None and ipaddress.ip_interface(primary) == want:
+            return
     for existing_cidr in host.addresses(conf.bridge):
         existing = ipaddress.ip_interface(existing_cidr)
         if existing.version != want.version:
@@ -134,7 +139,7 @@ def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
         bridge = host.ensure_bridge(conf.bridge, conf.mtu, vlan_filtering=conf.vlan != 0)
         if conf.promisc_mode and not bridge.promisc:
             host.set_flag(conf.bridge, netlink.IFF_PROMISC, True)
-        if cont.link(args.ifname) is not None:
+        if cont.exists(args.ifname):
             raise errors.NetPluginError(
                 f"container veth name {args.ifname!r} already exists in {args.netns}"
             )
@@ -198,13 +203,10 @@ def _finish_add(
     if conf.ip_masq and ips:
         ipconfig.setup_masquerade(conf.network, args.container_id, ips)
     # Re-read: the bridge's MAC follows its ports and may have changed (reference does too).
-    bridge = host.require_link(conf.bridge)
-    veth = host.require_link(host_veth)
-    inner = cont.require_link(args.ifname)
     result["interfaces"] = [
-        {"name": bridge.name, "mac": bridge.mac},
-        {"name": veth.name, "mac": veth.mac},
-        {"name": inner.name, "mac": inner.mac, "sandbox": args.netns},
+        {"name": conf.bridge, "mac": host.mac(conf.bridge)},
+        {"name": host_veth, "mac": host.mac(host_veth)},
+        {"name": args.ifname, "mac": cont.mac(args.ifname), "sandbox": args.netns},
     ]
     result["dns"] = conf.dns
     result.setdefault("routes", [])

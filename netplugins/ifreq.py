@@ -19,19 +19,28 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 SIOCGIFADDR = 0x8915
 SIOCGIFNETMASK = 0x891B
+SIOCGIFMTU = 0x8921
+SIOCGIFHWADDR = 0x8927
+SIOCGIFINDEX = 0x8933
 _IFREQ = struct.Struct("16sh22x")  # struct ifreq: name, then a 24-byte union (flags first)
+_IFREQ_INT = struct.Struct("16si20x")  # the union read as an int (ifindex, mtu)
 
 
-def _ioctl(request: int, name: str, flags: int = 0) -> bytes:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            return fcntl.ioctl(sock, request, _IFREQ.pack(name.encode(), flags))
-        except OSError as exc:
-            raise NetlinkFailure(f"failed to query or change link {name}", str(exc)) from exc
+def _ioctl(request: int, name: str, flags: int = 0, sock: socket.socket | None = None) -> bytes:
+    """One ifreq ioctl; ``sock`` decides the namespace (a new one: the thread's current)."""
+    own = sock is None
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM) if sock is None else sock
+    try:
+        return fcntl.ioctl(s, request, _IFREQ.pack(name.encode(), flags))
+    except OSError as exc:
+        raise NetlinkFailure(f"failed to query or change link {name}", str(exc)) from exc
+    finally:
+        if own:
+            s.close()
 
 
-def get_flags(name: str) -> int:
-    flags: int = _IFREQ.unpack(_ioctl(SIOCGIFFLAGS, name))[1]
+def get_flags(name: str, sock: socket.socket | None = None) -> int:
+    flags: int = _IFREQ.unpack(_ioctl(SIOCGIFFLAGS, name, sock=sock))[1]
     return flags & 0xFFFF
 
 
@@ -39,11 +48,30 @@ def set_flags(name: str, flags: int) -> None:
     _ioctl(SIOCSIFFLAGS, name, flags)
 
 
-def ipv4_address(name: str) -> str | None:
+def get_index(name: str, sock: socket.socket | None = None) -> int | None:
+    """The ifindex of ``name``; None when there is no such link."""
+    try:
+        value: int = _IFREQ_INT.unpack(_ioctl(SIOCGIFINDEX, name, sock=sock))[1]
+    except NetlinkFailure:
+        return None
+    return value
+
+
+def get_mac(name: str, sock: socket.socket | None = None) -> str:
+    raw = _ioctl(SIOCGIFHWADDR, name, sock=sock)[18:24]  # sockaddr: family (2), then bytes
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def get_mtu(name: str, sock: socket.socket | None = None) -> int:
+    value: int = _IFREQ_INT.unpack(_ioctl(SIOCGIFMTU, name, sock=sock))[1]
+    return value
+
+
+def ipv4_address(name: str, sock: socket.socket | None = None) -> str | None:
     """The interface's primary IPv4 address as ``a.b.c.d/len``, None when it has none."""
     try:
-        addr = _ioctl(SIOCGIFADDR, name)[20:24]
-        mask = _ioctl(SIOCGIFNETMASK, name)[20:24]
+        addr = _ioctl(SIOCGIFADDR, name, sock=sock)[20:24]
+        mask = _ioctl(SIOCGIFNETMASK, name, sock=sock)[20:24]
     except NetlinkFailure:
         return None
     return str(ipaddress.ip_interface(f"{socket.inet_ntoa(addr)}/{socket.inet_ntoa(mask)}"))

@@ -15,12 +15,14 @@ from __future__ import annotations
 import errno
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from netplugins import ifreq
 from netplugins.errors import NetlinkFailure
 from netplugins.nsenter import entered
 
@@ -86,12 +88,16 @@ class Namespace:
         if netns_path:
             with entered(netns_path):
                 self._ipr = IPRoute()
+                # For ifreq ioctls (index, MAC, MTU): microseconds where decoding a full
+                # RTM_NEWLINK in pyroute2 costs a millisecond or two.
+                self._ioctl = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         else:
-            self._ipr = _host_socket()
+            self._ipr, self._ioctl = _host_socket()
 
     def close(self) -> None:
-        if not self._shared:  # the host socket lives as long as the process
+        if not self._shared:  # the host sockets live as long as the process
             self._ipr.close()
+            self._ioctl.close()
 
     def __enter__(self) -> Namespace:
         return self
@@ -122,7 +128,26 @@ class Namespace:
     def index(self, name: str) -> int:
         """The ifindex of ``name`` (cached); NetlinkFailure when there is no such link."""
         cached = self._indexes.get(name)
-        return cached if cached is not None else self.require_link(name).index
+        if cached is not None:
+            return cached
+        found = ifreq.get_index(name, self._ioctl)
+        if found is None:
+            where = f" in {self.path}" if self.path else ""
+            raise NetlinkFailure(f"failed to find link {name}{where}", "no such device")
+        self._indexes[name] = found
+        return found
+
+    def exists(self, name: str) -> bool:
+        return ifreq.get_index(name, self._ioctl) is not None
+
+    def mac(self, name: str) -> str:
+        return ifreq.get_mac(name, self._ioctl)
+
+    def mtu(self, name: str) -> int:
+        return ifreq.get_mtu(name, self._ioctl)
+
+    def primary_ipv4(self, name: str) -> str | None:
+        return ifreq.ipv4_address(name, self._ioctl)
 
     def link_by_index(self, index: int) -> LinkInfo | None:
         try:
@@ -445,16 +470,16 @@ def prewarm() -> None:
         ns.link("lo")
 
 
-_host: tuple[int, Any] | None = None
+_host: tuple[int, Any, socket.socket] | None = None
 
 
-def _host_socket() -> Any:
-    """One netlink socket in the namespace the process started in, opened once per process.
+def _host_socket() -> tuple[Any, socket.socket]:
+    """The netlink and ioctl sockets of the namespace the process started in, opened once.
 
     Checked against the pid: a forked child must not share its parent's socket (their
     replies would interleave), so it opens its own, once.
     """
     global _host
     if _host is None or _host[0] != os.getpid():
-        _host = (os.getpid(), IPRoute())
-    return _host[1]
+        _host = (os.getpid(), IPRoute(), socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    return _host[1], _host[2]

@@ -53,7 +53,7 @@ def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
         if not result.get("ips"):
             raise errors.NetPluginError("IPAM plugin returned missing IP config")
         with netlink.Namespace() as host, netlink.Namespace(args.netns) as cont:
-            if cont.link(args.ifname) is not None:
+            if cont.exists(args.ifname):
                 raise errors.NetPluginError(
                     f"container veth name {args.ifname!r} already exists in {args.netns}"
                 )
@@ -104,11 +104,9 @@ def _configure(
             nsenter.write_sysctl(forward, "1")
     if conf.ip_masq:
         ipconfig.setup_masquerade(conf.network, args.container_id, result["ips"])
-    veth = host.require_link(host_veth)
-    inner = cont.require_link(args.ifname)
     result["interfaces"] = [
-        {"name": veth.name, "mac": veth.mac},
-        {"name": inner.name, "mac": inner.mac, "sandbox": args.netns},
+        {"name": host_veth, "mac": host.mac(host_veth)},
+        {"name": args.ifname, "mac": cont.mac(args.ifname), "sandbox": args.netns},
     ]
     result["dns"] = conf.dns
     result.setdefault("routes", [])
