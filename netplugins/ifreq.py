@@ -90,3 +90,28 @@ def ipv6_addresses(name: str) -> list[str]:
     except FileNotFoundError:  # IPv6 disabled
         return []
     return out
+
+
+def ipv4_route_device(ip: str) -> str:
+    """The interface of the main table's longest-prefix route to ``ip`` ("" if none).
+
+    Read from /proc/net/route (the calling thread's namespace): enough for portmap's
+    route_localnet decision, and free of the pyroute2 import a cold plugin would pay.
+    """
+    target = int(ipaddress.IPv4Address(ip))
+    best_len, best_dev = -1, ""
+    try:
+        with open("/proc/net/route") as fh:
+            next(fh, None)  # header
+            for line in fh:
+                fields = line.split()
+                if len(fields) < 8:
+                    continue
+                # Columns are little-endian hex: Iface Destination Gateway Flags ... Mask.
+                dest = int.from_bytes(bytes.fromhex(fields[1]), "little")
+                mask = int.from_bytes(bytes.fromhex(fields[7]), "little")
+                if target & mask == dest and mask.bit_count() > best_len:
+                    best_len, best_dev = mask.bit_count(), fields[0]
+    except OSError:
+        return ""
+    return best_dev

@@ -229,14 +229,6 @@ class Namespace:
         except NetlinkError as exc:
             raise self._fail(f"set hairpin mode on {name}", exc) from exc
 
-    def hairpin(self, name: str) -> bool:
-        index = self.require_link(name).index
-        for msg in self._ipr.brport("show", index=index):
-            protinfo = msg.get("IFLA_PROTINFO")
-            if protinfo is not None:
-                return bool(protinfo.get("IFLA_BRPORT_MODE"))
-        return False
-
     def add_bridge_vlan(self, name: str, vid: int) -> None:
         """Port ``name`` carries ``vid`` as PVID, untagged (what the reference bridge sets)."""
         index = self.index(name)
@@ -430,34 +422,6 @@ class Namespace:
         except NetlinkError as exc:
             if exc.code not in _GONE:
                 raise self._fail(f"delete route {dst} dev {dev}", exc) from exc
-
-    def route_device(self, dst: str) -> str:
-        """Name of the interface the kernel would route ``dst`` out of ("" if none)."""
-        try:
-            msgs = self._ipr.route("get", dst=dst)
-        except NetlinkError:
-            return ""
-        for msg in msgs:
-            oif = msg.get("RTA_OIF")
-            if oif:
-                info = self.link_by_index(int(oif))
-                return info.name if info else ""
-        return ""
-
-    def routes(self, dev: str) -> list[tuple[str, str | None]]:
-        """(dst, gateway) of the main table's routes through ``dev``."""
-        info = self.link(dev)
-        if info is None:
-            return []
-        out: list[tuple[str, str | None]] = []
-        for family in (AF_INET, AF_INET6):
-            for msg in self._ipr.get_routes(family=family, oif=info.index, table=254):
-                dst = msg.get("RTA_DST")
-                plen = msg["dst_len"]
-                if dst is None:
-                    dst = "0.0.0.0" if family == AF_INET else "::"
-                out.append((f"{dst}/{plen}", msg.get("RTA_GATEWAY")))
-        return out
 
 
 def prewarm() -> None:

@@ -19,7 +19,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from netplugins import errors, nsenter, skel
+from netplugins import errors, ifreq, nsenter, skel
 from netplugins.iptables import IPTables, Snapshot, chain_name, quote_arg
 from netplugins.result import normalize
 
@@ -243,10 +243,7 @@ def _line(chain: str, rule: list[str], action: str = "-A") -> str:
 
 def _route_localnet(addr: ipaddress.IPv4Interface) -> None:
     """Let 127.0.0.1-sourced packets be routed to the container (reference does the same)."""
-    from netplugins import netlink
-
-    with netlink.Namespace() as host:
-        dev = host.route_device(str(addr.ip))
+    dev = ifreq.ipv4_route_device(str(addr.ip))
     if dev:
         nsenter.write_sysctl(f"net.ipv4.conf.{dev}.route_localnet", "1")
 
