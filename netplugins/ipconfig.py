@@ -12,7 +12,7 @@ import ipaddress
 from typing import TYPE_CHECKING, Any
 
 from netplugins import errors, nsenter
-from netplugins.iptables import IPTables, chain_name, comment
+from netplugins.iptables import IPTables, Snapshot, chain_name, comment, format_rule, quote_arg
 
 if TYPE_CHECKING:
     from netplugins.netlink import Namespace
@@ -48,29 +48,42 @@ def configure_interface(ns: Namespace, ifname: str, result: dict[str, Any]) -> N
 
 
 def setup_masquerade(network: str, container_id: str, ips: list[dict[str, Any]]) -> None:
-    """Reference ip.SetupIPMasq: a CNI-<hash> chain per container, entered by source IP."""
+    """Reference ip.SetupIPMasq: a CNI-<hash> chain per container, entered by source IP.
+
+    Written per family with one iptables-save and one iptables-restore (each iptables exec
+    costs milliseconds): whatever this container had is replaced as a whole, which also makes
+    a repeated ADD idempotent.
+    """
     chain = chain_name(network, container_id)
     note = comment(network, container_id)
-    for ip in ips:
-        iface = ipaddress.ip_interface(ip["address"])
-        ipt = IPTables(iface.version)
-        multicast = "224.0.0.0/4" if iface.version == 4 else "ff00::/8"
-        ipt.ensure_chain("nat", chain)
-        ipt.append_unique(
-            "nat",
-            chain,
-            ["-d", str(iface.network), "-m", "comment", "--comment", note, "-j", "ACCEPT"],
+    for version in (4, 6):
+        ifaces = [
+            i for i in (ipaddress.ip_interface(ip["address"]) for ip in ips) if i.version == version
+        ]
+        if not ifaces:
+            continue
+        ipt = IPTables(version)
+        lines = _teardown_lines(ipt.save("nat"), chain, note)
+        lines.append(f"-N {chain}")
+        multicast = "224.0.0.0/4" if version == 4 else "ff00::/8"
+        for net in dict.fromkeys(str(i.network) for i in ifaces):
+            lines.append(
+                format_rule(chain, ["-d", net, "-m", "comment", "--comment", note, "-j", "ACCEPT"])
+            )
+        lines.append(
+            format_rule(
+                chain,
+                ["!", "-d", multicast, "-m", "comment", "--comment", note, "-j", "MASQUERADE"],
+            )
         )
-        ipt.append_unique(
-            "nat",
-            chain,
-            ["!", "-d", multicast, "-m", "comment", "--comment", note, "-j", "MASQUERADE"],
-        )
-        ipt.append_unique(
-            "nat",
-            "POSTROUTING",
-            ["-s", str(iface.ip), "-m", "comment", "--comment", note, "-j", chain],
-        )
+        for iface in ifaces:
+            lines.append(
+                format_rule(
+                    "POSTROUTING",
+                    ["-s", str(iface.ip), "-m", "comment", "--comment", note, "-j", chain],
+                )
+            )
+        ipt.restore("nat", lines)
 
 
 def teardown_masquerade(network: str, container_id: str) -> None:
@@ -79,5 +92,16 @@ def teardown_masquerade(network: str, container_id: str) -> None:
     note = comment(network, container_id)
     for version in (4, 6):
         ipt = IPTables(version)
-        ipt.delete_rules_with_comment("nat", "POSTROUTING", note)
-        ipt.delete_chain("nat", chain)
+        ipt.restore("nat", _teardown_lines(ipt.save("nat"), chain, note))
+
+
+def _teardown_lines(state: Snapshot, chain: str, note: str) -> list[str]:
+    quoted = quote_arg(note)
+    lines = [
+        "-D" + line[2:]
+        for line in state.rules_in("POSTROUTING")
+        if quoted in line and line.endswith(f"-j {chain}")
+    ]
+    if chain in state.chains:
+        lines += [f"-F {chain}", f"-X {chain}"]
+    return lines

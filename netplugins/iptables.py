@@ -35,6 +35,11 @@ def quote_arg(arg: str) -> str:
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def format_rule(chain: str, rule: list[str], action: str = "-A") -> str:
+    """One iptables-restore line, e.g. ``-A CHAIN -p tcp ...``."""
+    return " ".join([action, chain, *(quote_arg(a) for a in rule)])
+
+
 class Snapshot:
     """One table as ``iptables-save`` printed it: chain names and ``-A`` lines."""
 

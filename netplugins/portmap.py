@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netplugins import errors, ifreq, nsenter, skel
-from netplugins.iptables import IPTables, Snapshot, chain_name, quote_arg
+from netplugins.iptables import IPTables, Snapshot, chain_name, format_rule
 from netplugins.result import normalize
 
 TOP_DNAT = "CNI-HOSTPORT-DNAT"
@@ -237,10 +237,6 @@ def _shared_ready(state: Snapshot, conf: PortMapConf) -> bool:
     return ok
 
 
-def _line(chain: str, rule: list[str], action: str = "-A") -> str:
-    return " ".join([action, chain, *(quote_arg(a) for a in rule)])
-
-
 def _route_localnet(addr: ipaddress.IPv4Interface) -> None:
     """Let 127.0.0.1-sourced packets be routed to the container (reference does the same)."""
     dev = ifreq.ipv4_route_device(str(addr.ip))
@@ -269,9 +265,10 @@ def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
         # Start from a clean chain in case a previous ADD for this id left a partial one.
         lines = _teardown_lines(state, chain)
         lines.append(f"-N {chain}")
-        lines += [_line(chain, rule) for rule in _dnat_rules(conf, addr, setmark)]
+        lines += [format_rule(chain, rule) for rule in _dnat_rules(conf, addr, setmark)]
         lines += [
-            _line(TOP_DNAT, [*rule, "-j", chain]) for rule in _entry_rules(conf, args.container_id)
+            format_rule(TOP_DNAT, [*rule, "-j", chain])
+            for rule in _entry_rules(conf, args.container_id)
         ]
         ipt.restore("nat", lines)
     return conf.prev_result
