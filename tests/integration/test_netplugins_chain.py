@@ -302,3 +302,46 @@ def test_gc_releases_what_leaked(
     assert chain_name("cbr0", "npt-gc-leak", "DN-") not in nat
     assert chain_name("cbr0", "npt-gc-keep", "DN-") in nat
     cni.del_network_list(net, RuntimeConf("npt-gc-keep", "", "eth0"))
+
+
+def test_dual_stack_pods_reach_each_other(
+    ours: str, warm: WarmExecutor, res: Resources, tmp_path: Path
+) -> None:
+    """bridge + host-local with an IPv4 and an IPv6 range set: both families work pod to pod."""
+    res.bridges.append("nptds0")
+    res.allow_forwarding("nptds0")
+    conflist = {
+        "cniVersion": "1.0.0",
+        "name": "npt-ds",
+        "plugins": [
+            {"type": "loopback"},
+            {
+                "type": "bridge",
+                "bridge": "nptds0",
+                "isGateway": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": "10.202.46.0/24"}], [{"subnet": "fd02:202::/64"}]],
+                    "dataDir": str(tmp_path / "ipam"),
+                },
+            },
+        ],
+    }
+    net = parse_conf_list(json.dumps(conflist).encode())
+    cni = CNIConfig([ours], str(tmp_path / "cache"), executor=warm)
+    pods = []
+    for i in range(2):
+        ns = res.new_netns()
+        rt = RuntimeConf(container_id=f"npt-ds-{i}", netns=netns_path(ns), ifname="eth0")
+        result = cni.add_network_list(net, rt)
+        v4, v6 = (str(ip.address.ip) for ip in result.ips)
+        assert ":" in v6 and ":" not in v4
+        pods.append((rt, ns, v4, v6))
+    (_, ns_a, v4_a, v6_a), (_, ns_b, _, _) = pods
+    tcp_listener(res, ns_a, 8080, host="::")
+    assert tcp_request(v6_a, 8080, netns=ns_b) == f"pong {ns_a}"
+    assert tcp_request(v4_a, 8080, netns=ns_b) == f"pong {ns_a}"  # dual-stack socket
+    for rt, _, _, _ in pods:
+        cni.del_network_list(net, rt)
+    held = [n for n in os.listdir(tmp_path / "ipam" / "npt-ds") if n[0].isdigit() or ":" in n]
+    assert held == []
