@@ -8,6 +8,7 @@ mutually exclusive), IPAM delegated to ``ipam.type``, result interfaces ordered
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from dataclasses import dataclass, field
@@ -161,13 +162,24 @@ def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
             try:
                 _finish_add(conf, args, host, cont, host_veth, result)
             except Exception:
-                if conf.ipam_type:
-                    delegation.delegate("DEL", conf.ipam_type, args.netconf, args)
+                _undo_ipam_and_masq(conf, args)
                 raise
         except Exception:
-            cont.delete_link(args.ifname)
+            # Best effort: the error the caller sees is the one that failed the ADD.
+            with contextlib.suppress(errors.NetPluginError):
+                cont.delete_link(args.ifname)
             raise
         return result
+
+
+def _undo_ipam_and_masq(conf: BridgeConf, args: skel.CmdArgs) -> None:
+    """Release what a failed ADD already took; never masks the ADD's own error."""
+    with contextlib.suppress(errors.NetPluginError):
+        if conf.ipam_type:
+            delegation.delegate("DEL", conf.ipam_type, args.netconf, args)
+    with contextlib.suppress(errors.NetPluginError):
+        if conf.ip_masq:
+            ipconfig.teardown_masquerade(conf.network, args.container_id)
 
 
 def _finish_add(
@@ -178,7 +190,6 @@ def _finish_add(
     host_veth: str,
     result: dict[str, Any],
 ) -> None:
-
     ips = result.get("ips") or []
     if conf.ipam_type and not ips:
         raise errors.NetPluginError("IPAM plugin returned missing IP config")

@@ -8,6 +8,7 @@ container address. Result interfaces are [host veth, container veth], IPs point 
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from dataclasses import dataclass, field
@@ -62,10 +63,16 @@ def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
             try:
                 _configure(conf, args, host, cont, host_veth, result)
             except Exception:
-                cont.delete_link(args.ifname)
+                with contextlib.suppress(errors.NetPluginError):
+                    cont.delete_link(args.ifname)
                 raise
     except Exception:
-        delegation.delegate("DEL", conf.ipam_type, args.netconf, args)
+        # Best effort: the error the caller sees is the one that failed the ADD.
+        with contextlib.suppress(errors.NetPluginError):
+            delegation.delegate("DEL", conf.ipam_type, args.netconf, args)
+        with contextlib.suppress(errors.NetPluginError):
+            if conf.ip_masq:
+                ipconfig.teardown_masquerade(conf.network, args.container_id)
         raise
     return result
 
