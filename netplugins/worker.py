@@ -156,6 +156,11 @@ def serve(socket_path: str, pool_size: int = 4) -> None:
             idle.add(_spawn(listener, taken_w, [taken_r, stdin_fd]))
         sys.stdout.write("ready\n")
         sys.stdout.flush()
+        # Nobody reads our stdout after "ready": a stray print must not fill the pipe and
+        # block a child, so fd 1 becomes /dev/null for the zygote and every child.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
         while not stop:
             try:
                 readable, _, _ = select.select([taken_r, stdin_fd], [], [], 1.0)
