@@ -152,8 +152,8 @@ def serve(socket_path: str, pool_size: int = 4) -> None:
     idle: set[int] = set()
     gc.freeze()  # keep the preloaded heap shared (copy-on-write) across forks
     try:
-        for _ in range(pool_size):
-            idle.add(_spawn(listener, taken_w, [taken_r, stdin_fd]))
+        # The socket listens already: connections made from now on wait in its backlog
+        # until the pool below accepts them.
         sys.stdout.write("ready\n")
         sys.stdout.flush()
         # Nobody reads our stdout after "ready": a stray print must not fill the pipe and
@@ -161,6 +161,8 @@ def serve(socket_path: str, pool_size: int = 4) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.close(devnull)
+        for _ in range(pool_size):
+            idle.add(_spawn(listener, taken_w, [taken_r, stdin_fd]))
         while not stop:
             try:
                 readable, _, _ = select.select([taken_r, stdin_fd], [], [], 1.0)
