@@ -122,7 +122,13 @@ def test_worker_restarts_after_dying(ours: str, warm: WarmExecutor) -> None:
     path = os.path.join(ours, "loopback")
     assert warm._proc is not None
     zygote = warm._proc.pid
-    pool = [int(p) for p in Path(f"/proc/{zygote}/task/{zygote}/children").read_text().split()]
+    pool: list[int] = []
+    for _ in range(50):  # the pool is forked right after "ready"
+        children = Path(f"/proc/{zygote}/task/{zygote}/children").read_text().split()
+        pool = [int(p) for p in children]
+        if pool:
+            break
+        time.sleep(0.1)
     assert pool, "the zygote keeps pre-forked children"
     warm._proc.kill()
     warm._proc.wait()
