@@ -7,7 +7,7 @@ Types: ``loopback``, ``bridge``, ``host-local``, ``portmap``, ``flannel``, ``ptp
 result or the error object.
 
 - ``python -m netplugins install DIR [TYPE...]`` writes one executable per type into DIR (a
-  script running this interpreter; never /opt/cni/bin unless NETPLUGINS_ALLOW_OPT=1). They
+  script running this interpreter; never /opt/cni/bin without --allow-opt-cni-bin). They
   work for any runtime, exec'd like the Go binaries.
 - Inside a runtime that uses cnilib, :class:`netplugins.warm.WarmExecutor` runs them in a
   pre-forked worker (:mod:`netplugins.worker`) instead: same input and output, no interpreter

@@ -30,10 +30,20 @@ def script_for(plugin_type: str, python: str | None = None) -> str:
     )
 
 
-def install(directory: str, types: list[str] | None = None) -> list[str]:
-    """Write the executables atomically into ``directory``; returns their paths."""
-    if os.path.realpath(directory) == "/opt/cni/bin" and not os.environ.get("NETPLUGINS_ALLOW_OPT"):
-        raise SystemExit("refusing to install into /opt/cni/bin (set NETPLUGINS_ALLOW_OPT=1)")
+SYSTEM_DIR = "/opt/cni/bin"
+
+
+def install(
+    directory: str, types: list[str] | None = None, allow_system_dir: bool = False
+) -> list[str]:
+    """Write the executables atomically into ``directory``; returns their paths.
+
+    /opt/cni/bin holds the node's reference binaries, which other runtimes use: replacing them
+    needs ``allow_system_dir`` (``--allow-opt-cni-bin``) or NETPLUGINS_ALLOW_OPT=1.
+    """
+    allowed = allow_system_dir or bool(os.environ.get("NETPLUGINS_ALLOW_OPT"))
+    if os.path.realpath(directory) == SYSTEM_DIR and not allowed:
+        raise SystemExit(f"refusing to install into {SYSTEM_DIR} without --allow-opt-cni-bin")
     os.makedirs(directory, exist_ok=True)
     written = []
     for plugin_type in types or available_types():
