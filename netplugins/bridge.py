@@ -37,6 +37,7 @@ class BridgeConf:
     vlan: int = 0
     ipam_type: str = ""
     mac: str = ""
+    enable_dad: bool = False
     dns: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,6 +65,7 @@ def load_conf(netconf: dict[str, Any]) -> BridgeConf:
         vlan=int(netconf.get("vlan") or 0),
         ipam_type=str((netconf.get("ipam") or {}).get("type") or ""),
         mac=str((netconf.get("runtimeConfig") or {}).get("mac") or ""),
+        enable_dad=_bool(netconf, "enabledad"),
         dns=dict(netconf.get("dns") or {}),
     )
     if len(conf.bridge) > 15:
@@ -198,6 +200,15 @@ def _finish_add(
     if conf.is_default_gateway:
         _add_default_routes(result)
     if ips:
+        # The reference bridge, before configuring addresses: DAD off unless asked for (a
+        # fresh veth cannot collide, and a tentative address would delay the pod's first
+        # packets), and gratuitous ARP when the address changes.
+        dad = (
+            {"accept_dad": "0"} if not conf.enable_dad else {"enhanced_dad": "1", "accept_dad": "1"}
+        )
+        knobs = {f"net.ipv6.conf.{args.ifname}.{k}": v for k, v in dad.items()}
+        knobs[f"net.ipv4.conf.{args.ifname}.arp_notify"] = "1"
+        nsenter.write_sysctls_best_effort(knobs, args.netns)
         ipconfig.configure_interface(cont, args.ifname, result)
     else:
         cont.set_up(args.ifname)  # layer 2 only: still up, as the reference leaves it

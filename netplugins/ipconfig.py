@@ -7,11 +7,10 @@ gateway of the same family). The masquerade chain is ``ip.SetupIPMasq``'s layout
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
-from netplugins import errors, nsenter
+from netplugins import nsenter
 from netplugins.iptables import IPTables, Snapshot, chain_name, comment, format_rule, quote_arg
 
 if TYPE_CHECKING:
@@ -23,15 +22,15 @@ def configure_interface(ns: Namespace, ifname: str, result: dict[str, Any]) -> N
 
     ips = result.get("ips") or []
     if any(ipaddress.ip_interface(ip["address"]).version == 6 for ip in ips):
-        # The reference disables DAD by default: a fresh veth cannot collide and waiting for
-        # DAD would delay the pod's first packets.
-        for key in ("accept_dad", "disable_ipv6"):
-            value = "0"
-            with contextlib.suppress(errors.NetPluginError):
-                nsenter.write_sysctl(f"net.ipv6.conf.{ifname}.{key}", value, ns.path)
+        # An IPv6 address needs IPv6 enabled on the interface (and lo), as ConfigureIface does.
+        nsenter.write_sysctls_best_effort(
+            {f"net.ipv6.conf.{i}.disable_ipv6": "0" for i in ("lo", ifname)}, ns.path
+        )
     for ip in ips:
         ns.ensure_address(ifname, ip["address"])
     ns.set_up(ifname)
+    if any(ip.get("gateway") and ":" in str(ip["gateway"]) for ip in ips):
+        ns.settle_addresses(ifname)  # no-op when the caller turned DAD off
     for route in result.get("routes") or []:
         version = ipaddress.ip_network(route["dst"], strict=False).version
         gw = route.get("gw")

@@ -16,6 +16,7 @@ import errno
 import ipaddress
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,7 @@ SCOPE_LINK = 253
 SCOPE_HOST = 254
 SCOPE_NOWHERE = 255
 ETH_P_ALL = 0x0003
+IFA_F_TENTATIVE = 0x40
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 IFF_ALLMULTI = 0x200
@@ -350,6 +352,24 @@ class Namespace:
             addr = addr or msg.get("IFA_ADDRESS")
             out.append(f"{addr}/{msg['prefixlen']}")
         return out
+
+    def settle_addresses(self, name: str, timeout: float = 10.0) -> None:
+        """Wait until no IPv6 address of ``name`` is tentative (DAD done), like the reference's
+        SettleAddresses: routes with such a source address would be refused (EINVAL)."""
+        index = self.index(name)
+        deadline = time.monotonic() + timeout
+        while True:
+            tentative = [
+                m
+                for m in self._ipr.get_addr(index=index, family=AF_INET6)
+                if (int(m["flags"]) | int(m.get("IFA_FLAGS") or 0)) & IFA_F_TENTATIVE
+                and not str(m.get("IFA_ADDRESS", "")).startswith("fe80")
+            ]
+            if not tentative:
+                return
+            if time.monotonic() > deadline:
+                raise NetlinkFailure(f"failed to settle addresses of {name}", "DAD still running")
+            time.sleep(0.05)
 
     def ensure_address(self, name: str, cidr: str) -> None:
         iface = ipaddress.ip_interface(cidr)

@@ -70,6 +70,30 @@ def write_sysctl(name: str, value: str, netns_path: str = "") -> None:
         raise NetlinkFailure(f"failed to set sysctl {name}={value}", str(exc)) from exc
 
 
+def write_sysctls_best_effort(values: dict[str, str], netns_path: str = "") -> None:
+    """Write several sysctls with one namespace switch, ignoring the ones that fail.
+
+    For knobs the reference sets and ignores errors of (arp_notify, accept_dad ...): a
+    kernel without IPv6 must not fail an IPv4 ADD.
+    """
+
+    def _write_all() -> None:
+        for name, value in values.items():
+            with (
+                contextlib.suppress(OSError),
+                open("/proc/sys/" + name.replace(".", "/"), "w") as fh,
+            ):
+                fh.write(value)
+
+    if not values:
+        return
+    if netns_path:
+        with entered(netns_path):
+            _write_all()
+    else:
+        _write_all()
+
+
 def read_sysctl(name: str, netns_path: str = "") -> str:
     path = "/proc/sys/" + name.replace(".", "/")
     if netns_path:

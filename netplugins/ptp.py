@@ -89,6 +89,7 @@ def _configure(
 
     for ip in result["ips"]:
         ip["interface"] = 1
+    host.set_up(host_veth)  # before the addresses: IPv6 DAD needs a carrier
     ipconfig.configure_interface(cont, args.ifname, result)
     for ip in result["ips"]:
         iface = ipaddress.ip_interface(ip["address"])
@@ -99,7 +100,6 @@ def _configure(
         cont.delete_route(str(iface.network), args.ifname)
         cont.ensure_route(f"{gw}/{bits}", None, args.ifname, netlink.SCOPE_LINK, str(iface.ip))
         cont.ensure_route(str(iface.network), gw, args.ifname, None, str(iface.ip))
-    host.set_up(host_veth)
     for ip in result["ips"]:
         iface = ipaddress.ip_interface(ip["address"])
         bits = iface.max_prefixlen

@@ -91,6 +91,23 @@ def _iptables_nat(network: str) -> list[str]:
     return sorted(rules)
 
 
+def _sysctls(ns: str, ifname: str, veth: str, bridge: str) -> dict[str, str]:
+    """Per-interface knobs the plugins may touch (DAD, IPv6 on/off, proxy ARP, forwarding)."""
+    inside = [
+        f"net.ipv6.conf.{ifname}.accept_dad",
+        f"net.ipv6.conf.{ifname}.disable_ipv6",
+        f"net.ipv4.conf.{ifname}.arp_notify",
+    ]
+    outside = [
+        f"net.ipv4.conf.{veth}.proxy_arp",
+        f"net.ipv6.conf.{veth}.accept_dad",
+        f"net.ipv4.conf.{bridge}.forwarding",
+    ]
+    out = {k: sh("sysctl", "-n", k, netns=ns).strip() for k in inside}
+    out |= {k.replace(veth, "<veth>"): sh("sysctl", "-n", k).strip() for k in outside}
+    return out
+
+
 def _normalise_result(result: dict[str, Any], netns: str, veth: str) -> dict[str, Any]:
     out = copy.deepcopy(result)
     for iface in out.get("interfaces", []):
@@ -152,6 +169,7 @@ def _exercise(
         "vlans": _vlans(veth) if conf.get("vlan") else None,
         "iptables": _iptables_nat(conf["name"]),
         "state": _state_files(data_dir, conf["name"]),
+        "sysctls": _sysctls(ns, ifname, veth, bridge),
     }
     if result.get("cniVersion") != "0.3.1":
         check_conf = dict(conf, prevResult=result)

@@ -15,6 +15,7 @@ from tests.integration.test_netplugins_bridge import (
     _normalise_result,
     _routes,
     _state_files,
+    _sysctls,
 )
 from tests.integration.test_netplugins_support import (
     REF_DIR,
@@ -84,6 +85,7 @@ def _exercise(plugin_dir: str, res: Resources, conf: dict[str, Any], tmp: Path) 
         "host_routes": _host_routes(veth),
         "masq": _masq(conf["name"]),
         "state": _state_files(data_dir, conf["name"]),
+        "sysctls": _sysctls(ns, "eth0", veth, "lo"),
     }
     check = run_plugin(
         plugin_dir, "ptp", "CHECK", dict(conf, prevResult=result), netns=path, container_id=CID
