@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from cri_api import api_pb2
 from tests.e2e.conftest import Pods, make_shim
 from tests.e2e.harness import (
     REFERENCE_PLUGINS,
@@ -110,3 +111,46 @@ def test_infra_image_pull_failure_creates_nothing(
     assert "failed to pull image cri-shim.invalid/none:0" in details(caught.value)
     assert missing_image_shim.list_pods() == []
     assert os.listdir(os.path.join(missing_image_shim.root, "sandboxes")) == []
+
+
+# ADD fails; DEL also fails while the gate file exists (a plugin that cannot reach its backend).
+STUBBORN = """#!/bin/sh
+gate="${0%/*}/del-fails"
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}' ;;
+ADD) echo '{"cniVersion":"1.0.0","code":11,"msg":"e2e-stubborn: backend busy"}'; exit 1 ;;
+DEL) if [ -e "$gate" ]; then
+       echo '{"cniVersion":"1.0.0","code":11,"msg":"e2e-stubborn: cannot release yet"}'; exit 1
+     fi ;;
+esac
+exit 0
+"""
+
+
+def test_failed_undo_keeps_sandbox_for_stop_to_finish(plan: NetworkPlan, pods: Pods) -> None:
+    """When the rollback itself fails (DEL refused), the sandbox stays NOTREADY with its
+    checkpoint, and a later StopPodSandbox + RemovePodSandbox give everything back."""
+    with script_plugins({"e2e-stubborn": STUBBORN}) as plugin_dir:
+        gate = os.path.join(plugin_dir, "del-fails")
+        open(gate, "w").close()
+        for shim in make_shim(plan, pods, bin_dirs=[plugin_dir, REFERENCE_PLUGINS]):
+            conf = plan.conflist()
+            conf["plugins"].insert(1, {"type": "e2e-stubborn"})
+            shim.write_conf("10-e2e.conflist", conf)
+            with pytest.raises(grpc.RpcError) as caught:
+                shim.run_pod(pod_config())
+            assert "e2e-stubborn: backend busy" in details(caught.value)
+            listed = shim.list_pods()
+            assert len(listed) == 1 and listed[0].state == api_pb2.SANDBOX_NOTREADY
+            sandbox_id = pods.add(listed[0].id)
+            with pytest.raises(grpc.RpcError) as caught:
+                shim.stop_pod(sandbox_id)
+            assert "e2e-stubborn: cannot release yet" in details(caught.value)
+            assert not leftovers(shim, plan, {sandbox_id}).empty()  # the address is still held
+
+            os.unlink(gate)
+            shim.stop_pod(sandbox_id)
+            shim.remove_pod(sandbox_id)
+            assert shim.list_pods() == []
+            left = leftovers(shim, plan, {sandbox_id})
+            assert left.empty(), left
