@@ -263,12 +263,11 @@ class Namespace:
 
     def delete_link(self, name: str) -> bool:
         """Delete ``name``; True when it existed. Deleting one veth end removes both."""
-        info = self.link(name)
-        if info is None:
+        index = self._indexes.pop(name, None) or ifreq.get_index(name, self._ioctl)
+        if index is None:
             return False
-        self._indexes.pop(name, None)
         try:
-            self._ipr.link("del", index=info.index)
+            self._ipr.link("del", index=index)
         except NetlinkError as exc:
             if exc.code in _GONE:
                 return False
