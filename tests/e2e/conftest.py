@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -92,6 +93,10 @@ def make_shim(
             if not left.empty():
                 print(f"force-cleaned leftovers: {left}")
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+# For tests that need their own plugins or flags inside the test body: `with running_shim(...)`.
+running_shim = contextmanager(make_shim)
 
 
 @pytest.fixture

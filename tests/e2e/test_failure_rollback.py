@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from cri_api import api_pb2
-from tests.e2e.conftest import Pods, make_shim
+from tests.e2e.conftest import Pods, make_shim, running_shim
 from tests.e2e.harness import (
     REFERENCE_PLUGINS,
     NetworkPlan,
@@ -133,7 +133,7 @@ def test_failed_undo_keeps_sandbox_for_stop_to_finish(plan: NetworkPlan, pods: P
     with script_plugins({"e2e-stubborn": STUBBORN}) as plugin_dir:
         gate = os.path.join(plugin_dir, "del-fails")
         open(gate, "w").close()
-        for shim in make_shim(plan, pods, bin_dirs=[plugin_dir, REFERENCE_PLUGINS]):
+        with running_shim(plan, pods, bin_dirs=[plugin_dir, REFERENCE_PLUGINS]) as shim:
             conf = plan.conflist()
             conf["plugins"].insert(1, {"type": "e2e-stubborn"})
             shim.write_conf("10-e2e.conflist", conf)

@@ -3,13 +3,26 @@ and can stop and remove them completely."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import subprocess
+import threading
+import time
 
+import grpc
 import pytest
 
 from cri_api import api_pb2
-from tests.e2e.conftest import Pods
-from tests.e2e.harness import NetworkPlan, Shim, leftovers, pod_config
+from tests.e2e.conftest import Pods, running_shim
+from tests.e2e.harness import (
+    REFERENCE_PLUGINS,
+    NetworkPlan,
+    Shim,
+    leftovers,
+    pod_config,
+    script_plugins,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +53,6 @@ def test_sigkill_restart_keeps_pods_and_cleans_them(
 
 
 def test_stop_after_infra_container_died(shim: Shim, plan: NetworkPlan, pods: Pods) -> None:
-    import subprocess
 
     sid = pods.add(shim.run_pod(pod_config()))
     subprocess.run(["/usr/bin/docker", "kill", sid], check=True, capture_output=True)
@@ -54,8 +66,6 @@ def test_restart_after_kill_mid_life_then_gc(shim: Shim, plan: NetworkPlan, pods
     """Checkpoints lost (a person wiped the root dir): GC at start-up releases the addresses.
     ipMasq is off here: the reference bridge (v1.1.1) cannot remove its masquerade rules on a DEL
     without a namespace, so this scenario would leave them whatever the runtime does."""
-    import os
-    import shutil
 
     plan.bridge_extra["ipMasq"] = False
     shim.write_conf("10-e2e.conflist", plan.conflist())
@@ -74,16 +84,12 @@ def test_restart_after_kill_mid_life_then_gc(shim: Shim, plan: NetworkPlan, pods
 
 
 def subprocess_run(cmd: list[str]) -> None:
-    import subprocess
-
     subprocess.run(cmd, check=False, capture_output=True)
 
 
 def test_uncheckpointed_container_is_adopted_only_by_its_owner(shim: Shim, pods: Pods) -> None:
     """A shim killed between `docker create` and its checkpoint left a labelled container: the
     restarted shim adopts it as NOTREADY so remove can clean it; another shim's is left alone."""
-    import os
-    import subprocess
 
     def create(owner: str, name: str) -> str:
         out = subprocess.run(
@@ -125,3 +131,55 @@ def test_uncheckpointed_container_is_adopted_only_by_its_owner(shim: Shim, pods:
     gone = subprocess.run(["/usr/bin/docker", "inspect", mine], capture_output=True, check=False)
     assert gone.returncode != 0
     subprocess.run(["/usr/bin/docker", "rm", "-f", foreign], capture_output=True, check=True)
+
+
+SLOW = """#!/bin/sh
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}' ;;
+ADD) sleep 3; cat >/dev/null; echo '{"cniVersion":"1.0.0"}' ;;
+esac
+exit 0
+"""
+
+
+def test_sigkill_during_cni_add_then_stop_releases_everything(
+    plan: NetworkPlan, pods: Pods
+) -> None:
+    """The shim dies while the chain's ADD is under way (the bridge already holds an address):
+    the restarted shim lists the sandbox NOTREADY, and stop + remove give everything back."""
+
+    with (
+        script_plugins({"e2e-slow": SLOW}) as plugin_dir,
+        running_shim(plan, pods, bin_dirs=[plugin_dir, REFERENCE_PLUGINS]) as shim,
+    ):
+        conf = plan.conflist()
+        conf["plugins"].insert(1, {"type": "e2e-slow"})
+        shim.write_conf("10-e2e.conflist", conf)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                shim.run_pod(pod_config())
+            except grpc.RpcError as err:
+                errors.append(err)
+
+        caller = threading.Thread(target=run)
+        caller.start()
+        net_dir = os.path.join(plan.data_dir, plan.name)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait until the bridge holds an address
+            if os.path.isdir(net_dir) and any(f.startswith("10.") for f in os.listdir(net_dir)):
+                break
+            time.sleep(0.05)
+        shim.kill(signal.SIGKILL)
+        caller.join()
+        assert errors, "the RPC cannot have succeeded: its server was killed"
+
+        shim.start()
+        listed = shim.list_pods()
+        assert len(listed) == 1 and listed[0].state == api_pb2.SANDBOX_NOTREADY
+        sandbox_id = pods.add(listed[0].id)
+        shim.stop_pod(sandbox_id)
+        shim.remove_pod(sandbox_id)
+        left = leftovers(shim, plan, {sandbox_id})
+        assert left.empty(), left
