@@ -172,8 +172,6 @@ def test_grpcurl_run_and_remove(shim: Shim, plan: NetworkPlan, pods: Pods) -> No
 
 
 def shim_nat_rules() -> str:
-    import subprocess
-
     return subprocess.run(
         ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True
     ).stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 
 import grpc
@@ -90,8 +91,6 @@ def test_hanging_plugin_is_killed_after_timeout(
 
 
 def _sandbox_ids_in_log(shim: Shim) -> set[str]:
-    import re
-
     return set(re.findall(r"sandbox ([0-9a-f]{64})", shim.log()))
 
 
