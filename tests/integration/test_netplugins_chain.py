@@ -21,6 +21,7 @@ import pytest
 
 from cnilib.api import CNIConfig
 from cnilib.conf import parse_conf_list
+from cnilib.errors import CNIError
 from cnilib.types import GCAttachment, NetworkConfigList, RuntimeConf
 from netplugins.iptables import chain_name
 from netplugins.warm import WarmExecutor
@@ -341,6 +342,11 @@ def test_dual_stack_pods_reach_each_other(
     tcp_listener(res, ns_a, 8080, host="::")
     assert tcp_request(v6_a, 8080, netns=ns_b) == f"pong {ns_a}"
     assert tcp_request(v4_a, 8080, netns=ns_b) == f"pong {ns_a}"  # dual-stack socket
+    for rt, _, _, _ in pods:
+        cni.check_network_list(net, rt)  # CHECK with the cached result as prevResult
+    sh("ip", "link", "set", "lo", "down", netns=ns_b)
+    with pytest.raises(CNIError):
+        cni.check_network_list(net, pods[1][0])  # loopback notices
     for rt, _, _, _ in pods:
         cni.del_network_list(net, rt)
     held = [n for n in os.listdir(tmp_path / "ipam" / "npt-ds") if n[0].isdigit() or ":" in n]
