@@ -351,3 +351,58 @@ def test_dual_stack_pods_reach_each_other(
         cni.del_network_list(net, rt)
     held = [n for n in os.listdir(tmp_path / "ipam" / "npt-ds") if n[0].isdigit() or ":" in n]
     assert held == []
+
+
+@needs_reference
+def test_portmap_dual_stack_rules_match_reference(
+    ours: str, res: Resources, tmp_path: Path
+) -> None:
+    res.bridges.append("nptpm6")
+    ns = res.new_netns()
+    bridge_conf = {
+        "cniVersion": "1.0.0",
+        "name": "npt-pm6",
+        "type": "bridge",
+        "bridge": "nptpm6",
+        "isGateway": True,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": "10.202.47.0/24"}], [{"subnet": "fd02:202::/64"}]],
+            "dataDir": str(tmp_path),
+        },
+    }
+    prev = run_plugin(ours, "bridge", "ADD", bridge_conf, netns=netns_path(ns)).result
+    pm_conf = {
+        "cniVersion": "1.0.0",
+        "name": "npt-pm6",
+        "type": "portmap",
+        "runtimeConfig": {
+            "portMappings": [
+                {"hostPort": 32041, "containerPort": 80, "protocol": "tcp"},
+                {"hostPort": 32042, "containerPort": 80, "protocol": "tcp", "hostIP": "::1"},
+            ]
+        },
+        "prevResult": prev,
+    }
+    chain = chain_name("npt-pm6", "npt-c1", "DN-")
+    res.portmaps.append(("npt-pm6", "npt-c1"))
+
+    def rules() -> list[str]:
+        out = []
+        for binary in ("iptables", "ip6tables"):
+            out += [
+                f"{binary} {line}"
+                for line in sh(binary, "-w", "-t", "nat", "-S").splitlines()
+                if chain in line
+            ]
+        return sorted(out)
+
+    snaps = []
+    for plugin_dir in (ours, REF_DIR):
+        assert run_plugin(plugin_dir, "portmap", "ADD", pm_conf, netns=netns_path(ns)).code == 0
+        added = rules()
+        assert run_plugin(plugin_dir, "portmap", "DEL", pm_conf, netns=netns_path(ns)).code == 0
+        snaps.append((added, rules()))
+    assert snaps[0] == snaps[1]
+    assert any(r.startswith("ip6tables") and "[fd02:202::2]:80" in r for r in snaps[0][0])
+    assert snaps[0][1] == []
