@@ -200,3 +200,21 @@ def test_installed_script_shape(tmp_path: Path) -> None:
     assert text.startswith(f"#!{sys.executable}\n")
     assert "# netplugins-plugin: bridge\n" in text
     assert "from netplugins.bridge import main" in text
+
+
+@pytest.mark.parametrize(
+    "plugin_type",
+    ["loopback", "bridge", "host-local", "portmap", "flannel", "ptp", "tuning", "bandwidth"],
+)
+def test_every_installed_plugin_answers_version(
+    plugin_type: str, ours: str, warm: WarmExecutor
+) -> None:
+    path = os.path.join(ours, plugin_type)
+    conf = json.dumps({"cniVersion": "0.4.0"}).encode()
+    for executor in (ExecExecutor(), warm):
+        code, out, _ = executor.run(path, _env("VERSION", "", ours), conf, 30)
+        assert code == 0
+        assert json.loads(out) == {
+            "cniVersion": "0.4.0",
+            "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"],
+        }
