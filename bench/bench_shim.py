@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import grpc
 
 from cri_api import api_pb2, api_pb2_grpc
+from shim.config import ShimConfig
 
 log = logging.getLogger(__name__)
 
@@ -46,25 +47,16 @@ class ShimProcess:
             json.dump(conflist, f, indent=1)
 
     def start(self) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "shim.main",
-            "--container-runtime-endpoint",
-            self.endpoint,
-            "--root-directory",
-            self.root,
-            "--cni-conf-dir",
-            self.conf_dir,
-            "--cni-cache-dir",
-            self.cache_dir,
-            "--cni-bin-dir",
-            ",".join(self.bin_dirs),
-            "--cni-plugin-timeout",
-            "60",
-            "--log-level",
-            self.log_level,
-        ]
+        config = ShimConfig(
+            endpoint=self.endpoint,
+            root_directory=self.root,
+            cni_conf_dir=self.conf_dir,
+            cni_cache_dir=self.cache_dir,
+            cni_bin_dirs=tuple(self.bin_dirs),
+            cni_plugin_timeout=60,
+            log_level=self.log_level,
+        )
+        cmd = [sys.executable, "-m", "shim.main", *config.to_args()]
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         deadline = time.monotonic() + 60

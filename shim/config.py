@@ -29,6 +29,24 @@ class ShimConfig:
     def socket_path(self) -> str:
         return socket_path_of(self.endpoint)
 
+    def to_args(self) -> list[str]:
+        """The command line that gives this configuration (tests and benchmarks start
+        private shims this way)."""
+        args = [
+            "--container-runtime-endpoint", self.endpoint,
+            "--docker-endpoint", self.docker_endpoint,
+            "--cni-conf-dir", self.cni_conf_dir,
+            "--cni-bin-dir", ",".join(self.cni_bin_dirs),
+            "--cni-cache-dir", self.cni_cache_dir,
+            "--pod-infra-container-image", self.pod_infra_container_image,
+            "--root-directory", self.root_directory,
+            "--log-level", self.log_level,
+            "--cni-plugin-timeout", str(self.cni_plugin_timeout),
+        ]  # fmt: skip
+        if not self.cni_warm_plugins:
+            args.append("--no-cni-warm-plugins")
+        return args
+
 
 def socket_path_of(endpoint: str) -> str:
     if not endpoint.startswith("unix://"):

@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from cri_api import api_pb2, api_pb2_grpc
+from shim.config import ShimConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REFERENCE_PLUGINS = "/usr/lib/cni"
@@ -109,26 +110,16 @@ class Shim:
         return path
 
     def start(self) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "shim.main",
-            "--container-runtime-endpoint",
-            self.endpoint,
-            "--root-directory",
-            self.root,
-            "--cni-conf-dir",
-            self.conf_dir,
-            "--cni-cache-dir",
-            self.cache_dir,
-            "--cni-bin-dir",
-            ",".join(self.bin_dirs),
-            "--cni-plugin-timeout",
-            str(self.plugin_timeout),
-            "--log-level",
-            "debug",
-            *self.extra_args,
-        ]
+        config = ShimConfig(
+            endpoint=self.endpoint,
+            root_directory=self.root,
+            cni_conf_dir=self.conf_dir,
+            cni_cache_dir=self.cache_dir,
+            cni_bin_dirs=tuple(self.bin_dirs),
+            cni_plugin_timeout=self.plugin_timeout,
+            log_level="debug",
+        )
+        cmd = [sys.executable, "-m", "shim.main", *config.to_args(), *self.extra_args]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         deadline = time.monotonic() + 30

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cri_api import api_pb2
+from shim.config import ShimConfig, parse_args
 from shim.errors import InvalidArgumentError
 from shim.pod_validation import validate_sandbox_config
 
@@ -88,3 +89,15 @@ def test_rejected(config: api_pb2.PodSandboxConfig, handler: str, message: str) 
         match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)"),
     ):
         validate_sandbox_config(config, handler)
+
+
+def test_config_command_line_round_trip() -> None:
+    config = ShimConfig(
+        endpoint="unix:///tmp/x.sock",
+        cni_bin_dirs=("/a", "/b"),
+        cni_plugin_timeout=2.5,
+        cni_warm_plugins=False,
+        log_level="debug",
+    )
+    assert parse_args(config.to_args()) == config
+    assert parse_args([]) == ShimConfig()
