@@ -6,24 +6,20 @@ from __future__ import annotations
 import logging
 
 from shim.context import ShimContext
-from shim.errors import NotFoundError
 from shim.sandbox_stop import stop_locked
 
 log = logging.getLogger(__name__)
 
 
 def remove_pod_sandbox(ctx: ShimContext, sandbox_id: str) -> None:
-    try:
-        full_id = ctx.store.resolve(sandbox_id)
-    except NotFoundError:
-        log.info("sandbox %s: RemovePodSandbox for an unknown sandbox, nothing to do", sandbox_id)
-        return
-    with ctx.store.locked(full_id):
-        record = ctx.store.get(full_id)
+    with ctx.store.locked_record(sandbox_id) as record:
         if record is None:
+            log.info(
+                "sandbox %s: RemovePodSandbox for an unknown sandbox, nothing to do", sandbox_id
+            )
             return
         stop_locked(ctx, record)
-        ctx.infra.remove(full_id)
+        ctx.infra.remove(record.id)
         # Last: while the checkpoint exists, a failed removal can be retried after a restart.
-        ctx.store.delete(full_id)
-    log.info("sandbox %s: removed", full_id)
+        ctx.store.delete(record.id)
+    log.info("sandbox %s: removed", record.id)

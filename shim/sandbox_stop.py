@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 from shim.context import ShimContext
-from shim.errors import NotFoundError
 from shim.netns_pin import unpin
 from shim.sandbox_record import NetworkPhase, SandboxRecord, SandboxState
 
@@ -20,15 +19,11 @@ INFRA_STOP_TIMEOUT_S = 10
 
 
 def stop_pod_sandbox(ctx: ShimContext, sandbox_id: str) -> None:
-    try:
-        full_id = ctx.store.resolve(sandbox_id)
-    except NotFoundError:
-        log.info("sandbox %s: StopPodSandbox for an unknown sandbox, nothing to do", sandbox_id)
-        return
-    with ctx.store.locked(full_id):
-        record = ctx.store.get(full_id)
-        if record is not None:
-            stop_locked(ctx, record)
+    with ctx.store.locked_record(sandbox_id) as record:
+        if record is None:
+            log.info("sandbox %s: StopPodSandbox of an unknown sandbox, nothing to do", sandbox_id)
+            return
+        stop_locked(ctx, record)
 
 
 def stop_locked(ctx: ShimContext, record: SandboxRecord) -> None:

@@ -92,6 +92,18 @@ class SandboxStore:
         return matches[0]
 
     @contextmanager
+    def locked_record(self, id_or_prefix: str) -> Iterator[SandboxRecord | None]:
+        """The sandbox's record with its lock held, or None when there is no such sandbox
+        (Stop and Remove succeed for those: both are idempotent)."""
+        try:
+            full_id = self.resolve(id_or_prefix)
+        except NotFoundError:
+            yield None
+            return
+        with self.locked(full_id):
+            yield self.get(full_id)  # None if removed while we waited for the lock
+
+    @contextmanager
     def locked(self, key: str) -> Iterator[None]:
         with self._locks.hold(key):
             yield
