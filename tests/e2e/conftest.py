@@ -8,6 +8,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -93,6 +94,17 @@ def make_shim(
             if not left.empty():
                 print(f"force-cleaned leftovers: {left}")
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def our_bin_dir() -> Iterator[str]:
+    """Our own plugins (netplugins), installed as executables named by CNI type."""
+    directory = new_workdir()
+    subprocess.run(
+        [sys.executable, "-m", "netplugins", "install", directory], check=True, capture_output=True
+    )
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 # For tests that need their own plugins or flags inside the test body: `with running_shim(...)`.

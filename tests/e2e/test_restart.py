@@ -62,25 +62,31 @@ def test_stop_after_infra_container_died(shim: Shim, plan: NetworkPlan, pods: Po
     assert leftovers(shim, plan, {sid}).empty()
 
 
-def test_restart_after_kill_mid_life_then_gc(shim: Shim, plan: NetworkPlan, pods: Pods) -> None:
-    """Checkpoints lost (a person wiped the root dir): GC at start-up releases the addresses.
-    ipMasq is off here: the reference bridge (v1.1.1) cannot remove its masquerade rules on a DEL
-    without a namespace, so this scenario would leave them whatever the runtime does."""
-
-    plan.bridge_extra["ipMasq"] = False
-    shim.write_conf("10-e2e.conflist", plan.conflist())
-
-    sid = pods.add(shim.run_pod(pod_config()))
-    shim.kill(signal.SIGKILL)
-    subprocess_run(["/usr/bin/docker", "rm", "-f", sid])
-    netns_dir = os.path.join(shim.root, "netns")
-    for entry in os.listdir(netns_dir):
-        subprocess_run(["umount", "-l", os.path.join(netns_dir, entry)])
-    shutil.rmtree(shim.root)
-    shim.start()
-    assert shim.list_pods() == []
-    left = leftovers(shim, plan, {sid})
-    assert left.reservations == [] and left.cache_files == [] and left.iptables_lines == []
+@pytest.mark.parametrize("family", ["reference", "ours"])
+def test_restart_after_kill_mid_life_then_gc(
+    family: str, plan: NetworkPlan, pods: Pods, our_bin_dir: str
+) -> None:
+    """Checkpoints lost (a person wiped the root dir) and the pod's namespace gone: GC at
+    start-up releases what the pod held. The reference bridge (v1.1.1) cannot remove its
+    masquerade rules on a DEL without a namespace, so ipMasq is off for it; our bridge removes
+    them by container id, so for ours everything must be gone."""
+    if family == "reference":
+        plan.bridge_extra["ipMasq"] = False
+        bin_dirs = [REFERENCE_PLUGINS]
+    else:
+        bin_dirs = [our_bin_dir]
+    with running_shim(plan, pods, bin_dirs=bin_dirs) as shim:
+        sid = pods.add(shim.run_pod(pod_config()))
+        shim.kill(signal.SIGKILL)
+        subprocess_run(["/usr/bin/docker", "rm", "-f", sid])
+        netns_dir = os.path.join(shim.root, "netns")
+        for entry in os.listdir(netns_dir):
+            subprocess_run(["umount", "-l", os.path.join(netns_dir, entry)])
+        shutil.rmtree(shim.root)
+        shim.start()
+        assert shim.list_pods() == []
+        left = leftovers(shim, plan, {sid})
+        assert left.empty(), left
 
 
 def subprocess_run(cmd: list[str]) -> None:
