@@ -12,7 +12,15 @@ import pytest
 
 from cri_api import api_pb2
 from tests.e2e.conftest import Pods
-from tests.e2e.harness import NetworkPlan, Shim, details, infra_pid, leftovers, pod_config
+from tests.e2e.harness import (
+    NetworkPlan,
+    Shim,
+    details,
+    infra_pid,
+    leftovers,
+    netns_addresses,
+    pod_config,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -113,3 +121,18 @@ def test_list_filters(shim: Shim, pods: Pods) -> None:
     assert listed(api_pb2.PodSandboxFilter(state=ready)) == [a]
     assert listed(api_pb2.PodSandboxFilter(label_selector={"tier": "db"})) == [b]
     assert sorted(listed(api_pb2.PodSandboxFilter())) == sorted([a, b])
+
+
+def test_dual_stack_pod_reports_additional_ips(shim: Shim, plan: NetworkPlan, pods: Pods) -> None:
+    v6_subnet = f"fd00:200:{plan.subnet.split('.')[2]}::/64"
+    plan.ipam_extra["ranges"] = [[{"subnet": plan.subnet}], [{"subnet": v6_subnet}]]
+    shim.write_conf("10-e2e.conflist", plan.conflist())
+    sid = pods.add(shim.run_pod(pod_config()))
+    network = shim.status(sid).status.network
+    assert ipaddress.ip_address(network.ip) in ipaddress.ip_network(plan.subnet)
+    assert [a.ip for a in network.additional_ips] != []
+    v6 = network.additional_ips[0].ip
+    assert "/" not in v6 and ipaddress.ip_address(v6) in ipaddress.ip_network(v6_subnet)
+    assert sorted(netns_addresses(infra_pid(sid))) == sorted([network.ip, v6])
+    shim.remove_pod(sid)
+    assert leftovers(shim, plan, {sid}).empty()
