@@ -235,30 +235,19 @@ def _finish_add(
 
 
 def cmd_del(args: skel.CmdArgs) -> None:
-    from netplugins import netlink
-
     conf = load_conf(args.netconf)
     # IPAM first: the address must be released even when the namespace is gone
     # (SEED-NOTES "known pain": leaked addresses after reboots).
     if conf.ipam_type:
         delegation.delegate("DEL", conf.ipam_type, args.netconf, args)
-    if args.netns and nsenter.netns_exists(args.netns):
-        try:
-            with netlink.Namespace(args.netns) as cont:
-                cont.delete_link(args.ifname)  # removes the host end too
-        except nsenter.NamespaceGone:
-            pass
-    if conf.ip_masq:
-        ipconfig.teardown_masquerade(conf.network, args.container_id)
+    ipconfig.remove_attachment(args, conf.network, conf.ip_masq)
 
 
 def cmd_check(args: skel.CmdArgs) -> None:
     from netplugins import netlink
 
     conf = load_conf(args.netconf)
-    prev = args.netconf.get("prevResult")
-    if not isinstance(prev, dict):
-        raise errors.CheckFailed("bridge: CHECK requires a prevResult")
+    prev = ipconfig.prev_result_for_check(args.netconf, "bridge")
     prev = normalize(prev)
     if conf.ipam_type:
         delegation.delegate("CHECK", conf.ipam_type, args.netconf, args)
@@ -272,33 +261,10 @@ def cmd_check(args: skel.CmdArgs) -> None:
         peer = host.link_by_index(inner.peer_index)
         if peer is None or peer.master != bridge.index:
             raise errors.CheckFailed(f"the host end of {args.ifname} is not on {conf.bridge}")
-        have = {ipaddress.ip_interface(a) for a in cont.addresses(args.ifname)}
-        for ip in prev.get("ips") or []:
-            if ipaddress.ip_interface(ip["address"]) not in have:
-                raise errors.CheckFailed(f"address {ip['address']} missing on {args.ifname}")
+        ipconfig.check_addresses(cont.addresses(args.ifname), prev, args.ifname)
 
 
-def cmd_gc(args: skel.CmdArgs) -> None:
-    """SPEC 1.1 GC: what this plugin holds beyond netns-scoped state is the IPAM's."""
-    ipam_type = str((args.netconf.get("ipam") or {}).get("type") or "")
-    if ipam_type:
-        delegation.delegate("GC", ipam_type, args.netconf, args)
-
-
-def cmd_status(args: skel.CmdArgs) -> None:
-    ipam_type = str((args.netconf.get("ipam") or {}).get("type") or "")
-    if ipam_type:
-        delegation.delegate("STATUS", ipam_type, args.netconf, args)
-
-
-PLUGIN = skel.PluginSpec(
-    name="bridge",
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    gc=cmd_gc,
-    status=cmd_status,
-)
+PLUGIN = delegation.ipam_backed_spec("bridge", add=cmd_add, delete=cmd_del, check=cmd_check)
 
 
 def main() -> None:

@@ -69,6 +69,26 @@ def delegate(
     return _run_foreign(command, plugin_type, stdin, env)
 
 
+def pass_to_ipam(args: skel.CmdArgs) -> None:
+    """GC or STATUS (``args.command``) of a plugin whose only state beyond the netns is its IPAM's.
+
+    SPEC 1.1 "GC" / "STATUS": bridge and ptp keep nothing outside the container's namespace but
+    the addresses, so the command goes unchanged to ``ipam.type`` (nothing to do without one).
+    """
+    ipam_type = str((args.netconf.get("ipam") or {}).get("type") or "")
+    if ipam_type:
+        delegate(args.command, ipam_type, args.netconf, args)
+
+
+def ipam_backed_spec(
+    name: str, *, add: skel.Handler, delete: skel.Handler, check: skel.Handler
+) -> skel.PluginSpec:
+    """The spec of a plugin whose GC and STATUS are its IPAM plugin's (:func:`pass_to_ipam`)."""
+    return skel.PluginSpec(
+        name=name, add=add, delete=delete, check=check, gc=pass_to_ipam, status=pass_to_ipam
+    )
+
+
 class _InGroupExecutor:
     """Exec a delegate inside our own process group (cnilib's ExecExecutor starts a new session).
 

@@ -8,13 +8,15 @@ gateway of the same family). The masquerade chain is ``ip.SetupIPMasq``'s layout
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from netplugins import nsenter
+from netplugins import errors, nsenter
 from netplugins.iptables import IPTables, Snapshot, chain_name, comment, format_rule, quote_arg
 
 if TYPE_CHECKING:
     from netplugins.netlink import Namespace
+    from netplugins.skel import CmdArgs
 
 
 def configure_interface(ns: Namespace, ifname: str, result: dict[str, Any]) -> None:
@@ -44,6 +46,44 @@ def configure_interface(ns: Namespace, ifname: str, result: dict[str, Any]) -> N
                 None,
             )
         ns.ensure_route(route["dst"], gw, ifname)
+
+
+def check_addresses(present: Iterable[str], prev: dict[str, Any], ifname: str) -> None:
+    """CHECK: every address of the cached result ``prev`` (1.x shape) is among ``present``.
+
+    ``present`` is what ``ifname`` holds now ("addr/prefix" strings); compared as interfaces so
+    that notation differences (IPv6 zero compression) do not count.
+    """
+    have = {ipaddress.ip_interface(a) for a in present}
+    for ip in prev.get("ips") or []:
+        if ipaddress.ip_interface(ip["address"]) not in have:
+            raise errors.CheckFailed(f"address {ip['address']} missing on {ifname}")
+
+
+def prev_result_for_check(netconf: dict[str, Any], plugin: str) -> dict[str, Any]:
+    """CHECK's cached result as given (SPEC "CHECK": the runtime must pass ``prevResult``)."""
+    prev = netconf.get("prevResult")
+    if not isinstance(prev, dict):
+        raise errors.CheckFailed(f"{plugin}: CHECK requires a prevResult")
+    return prev
+
+
+def remove_attachment(args: CmdArgs, network: str, ip_masq: bool) -> None:
+    """DEL after IPAM: the container's veth end (the host end goes with it), then masquerading.
+
+    A namespace that is already gone took the pair with it: nothing to do there (SPEC "DEL"
+    must succeed when parts are missing).
+    """
+    from netplugins import netlink  # as in the commands: pyroute2 only once a command needs it
+
+    if args.netns and nsenter.netns_exists(args.netns):
+        try:
+            with netlink.Namespace(args.netns) as cont:
+                cont.delete_link(args.ifname)
+        except nsenter.NamespaceGone:
+            pass
+    if ip_masq:
+        teardown_masquerade(network, args.container_id)
 
 
 def setup_masquerade(network: str, container_id: str, ips: list[dict[str, Any]]) -> None:
