@@ -98,47 +98,16 @@ def test_portmap_rules_per_mapping() -> None:
         ]
     )
     addr = ipaddress.ip_interface("10.202.3.4/24")
-    assert portmap._dnat_rules(conf, addr, portmap.SETMARK) == [
-        ["-p", "tcp", "--dport", "32001", "-s", "10.202.3.0/24", "-j", "CNI-HOSTPORT-SETMARK"],
-        ["-p", "tcp", "--dport", "32001", "-s", "127.0.0.1", "-j", "CNI-HOSTPORT-SETMARK"],
-        ["-p", "tcp", "--dport", "32001", "-j", "DNAT", "--to-destination", "10.202.3.4:80"],
-        [
-            "-p",
-            "udp",
-            "--dport",
-            "32002",
-            "-d",
-            "127.0.0.1",
-            "-s",
-            "10.202.3.0/24",
-            "-j",
-            "CNI-HOSTPORT-SETMARK",
-        ],
-        [
-            "-p",
-            "udp",
-            "--dport",
-            "32002",
-            "-d",
-            "127.0.0.1",
-            "-s",
-            "127.0.0.1",
-            "-j",
-            "CNI-HOSTPORT-SETMARK",
-        ],
-        [
-            "-p",
-            "udp",
-            "--dport",
-            "32002",
-            "-d",
-            "127.0.0.1",
-            "-j",
-            "DNAT",
-            "--to-destination",
-            "10.202.3.4:53",
-        ],
+    # One rule a string, split into its arguments (none of them contains a space).
+    expected = [
+        "-p tcp --dport 32001 -s 10.202.3.0/24 -j CNI-HOSTPORT-SETMARK",
+        "-p tcp --dport 32001 -s 127.0.0.1 -j CNI-HOSTPORT-SETMARK",
+        "-p tcp --dport 32001 -j DNAT --to-destination 10.202.3.4:80",
+        "-p udp --dport 32002 -d 127.0.0.1 -s 10.202.3.0/24 -j CNI-HOSTPORT-SETMARK",
+        "-p udp --dport 32002 -d 127.0.0.1 -s 127.0.0.1 -j CNI-HOSTPORT-SETMARK",
+        "-p udp --dport 32002 -d 127.0.0.1 -j DNAT --to-destination 10.202.3.4:53",
     ]
+    assert portmap._dnat_rules(conf, addr, portmap.SETMARK) == [rule.split() for rule in expected]
 
 
 def test_portmap_ipv6_has_no_localhost_rule_and_skips_v4_host_ips() -> None:
