@@ -12,7 +12,6 @@ from netplugins.bandwidth import ifb_name
 from tests.integration.test_netplugins_bridge import _normalise_result
 from tests.integration.test_netplugins_support import (
     REF_DIR,
-    install_ours,
     ip_json,
     needs_reference,
     needs_root,
@@ -26,11 +25,6 @@ pytestmark = [pytest.mark.integration, needs_root, needs_reference]
 
 CID = "npt-bw-0001"
 NETWORK = "npt-bw"
-
-
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return install_ours(tmp_path_factory.mktemp("netplugins-bin"))
 
 
 def _qdiscs(dev: str) -> list[dict[str, Any]]:

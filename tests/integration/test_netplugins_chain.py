@@ -28,7 +28,6 @@ from netplugins.warm import WarmExecutor
 from tests.integration.test_netplugins_support import (
     REF_DIR,
     Resources,
-    install_ours,
     ip_json,
     needs_reference,
     needs_root,
@@ -44,11 +43,6 @@ pytestmark = [pytest.mark.integration, needs_root]
 
 BRIDGE = "nptchain0"
 SUBNET_PREFIX = "10.203.41"
-
-
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return install_ours(tmp_path_factory.mktemp("netplugins-bin"))
 
 
 @pytest.fixture(scope="module")
@@ -147,34 +141,49 @@ def test_seed_flannel_chain_connectivity(
     assert dn_chain not in sh("iptables", "-w", "-t", "nat", "-S")
 
 
-@needs_reference
-def test_portmap_rules_match_reference(ours: str, res: Resources, tmp_path: Path) -> None:
-    """Same chain, same prevResult: ours and the reference write the same rules."""
-    res.bridges.append("nptpm0")
+def _portmap_on_our_bridge(
+    ours: str,
+    res: Resources,
+    network: str,
+    bridge: str,
+    ipam: dict[str, Any],
+    mappings: list[dict[str, Any]],
+) -> tuple[str, dict[str, Any], str]:
+    """A new netns attached to ``bridge`` by our bridge plugin, and a portmap conf for
+    ``mappings`` chained on that result (container ``npt-c1``, its DNAT chain cleaned up by
+    ``res``). Returns (netns name, portmap conf, DNAT chain name)."""
+    res.bridges.append(bridge)
     ns = res.new_netns()
     bridge_conf = {
         "cniVersion": "1.0.0",
-        "name": "npt-pm",
+        "name": network,
         "type": "bridge",
-        "bridge": "nptpm0",
+        "bridge": bridge,
         "isGateway": True,
-        "ipam": {"type": "host-local", "subnet": "10.202.42.0/24", "dataDir": str(tmp_path)},
+        "ipam": ipam,
     }
     prev = run_plugin(ours, "bridge", "ADD", bridge_conf, netns=netns_path(ns)).result
     pm_conf = {
         "cniVersion": "1.0.0",
-        "name": "npt-pm",
+        "name": network,
         "type": "portmap",
-        "runtimeConfig": {
-            "portMappings": [
-                {"hostPort": 32021, "containerPort": 80, "protocol": "tcp"},
-                {"hostPort": 32022, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"},
-            ]
-        },
+        "runtimeConfig": {"portMappings": mappings},
         "prevResult": prev,
     }
-    chain = chain_name("npt-pm", "npt-c1", "DN-")
-    res.portmaps.append(("npt-pm", "npt-c1"))
+    res.portmaps.append((network, "npt-c1"))
+    return ns, pm_conf, chain_name(network, "npt-c1", "DN-")
+
+
+@needs_reference
+def test_portmap_rules_match_reference(ours: str, res: Resources, tmp_path: Path) -> None:
+    """Same chain, same prevResult: ours and the reference write the same rules."""
+    ipam = {"type": "host-local", "subnet": "10.202.42.0/24", "dataDir": str(tmp_path)}
+    mappings = [
+        {"hostPort": 32021, "containerPort": 80, "protocol": "tcp"},
+        {"hostPort": 32022, "containerPort": 53, "protocol": "udp", "hostIP": "127.0.0.1"},
+    ]
+    ns, pm_conf, chain = _portmap_on_our_bridge(ours, res, "npt-pm", "nptpm0", ipam, mappings)
+    prev = pm_conf["prevResult"]
 
     def rules() -> list[str]:
         out = sh("iptables", "-w", "-t", "nat", "-S").splitlines()
@@ -357,35 +366,16 @@ def test_dual_stack_pods_reach_each_other(
 def test_portmap_dual_stack_rules_match_reference(
     ours: str, res: Resources, tmp_path: Path
 ) -> None:
-    res.bridges.append("nptpm6")
-    ns = res.new_netns()
-    bridge_conf = {
-        "cniVersion": "1.0.0",
-        "name": "npt-pm6",
-        "type": "bridge",
-        "bridge": "nptpm6",
-        "isGateway": True,
-        "ipam": {
-            "type": "host-local",
-            "ranges": [[{"subnet": "10.202.47.0/24"}], [{"subnet": "fd02:202::/64"}]],
-            "dataDir": str(tmp_path),
-        },
+    ipam = {
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.202.47.0/24"}], [{"subnet": "fd02:202::/64"}]],
+        "dataDir": str(tmp_path),
     }
-    prev = run_plugin(ours, "bridge", "ADD", bridge_conf, netns=netns_path(ns)).result
-    pm_conf = {
-        "cniVersion": "1.0.0",
-        "name": "npt-pm6",
-        "type": "portmap",
-        "runtimeConfig": {
-            "portMappings": [
-                {"hostPort": 32041, "containerPort": 80, "protocol": "tcp"},
-                {"hostPort": 32042, "containerPort": 80, "protocol": "tcp", "hostIP": "::1"},
-            ]
-        },
-        "prevResult": prev,
-    }
-    chain = chain_name("npt-pm6", "npt-c1", "DN-")
-    res.portmaps.append(("npt-pm6", "npt-c1"))
+    mappings = [
+        {"hostPort": 32041, "containerPort": 80, "protocol": "tcp"},
+        {"hostPort": 32042, "containerPort": 80, "protocol": "tcp", "hostIP": "::1"},
+    ]
+    ns, pm_conf, chain = _portmap_on_our_bridge(ours, res, "npt-pm6", "nptpm6", ipam, mappings)
 
     def rules() -> list[str]:
         out = []

@@ -10,7 +10,6 @@ import pytest
 
 from tests.integration.test_netplugins_support import (
     REF_DIR,
-    install_ours,
     needs_reference,
     run_plugin,
 )
@@ -18,11 +17,6 @@ from tests.integration.test_netplugins_support import (
 pytestmark = [pytest.mark.integration, needs_reference]
 
 NETNS = "/run/netns/npt-unused"  # host-local never enters it; the reference wants it set
-
-
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return install_ours(tmp_path_factory.mktemp("netplugins-bin"))
 
 
 CASES: dict[str, dict[str, Any]] = {

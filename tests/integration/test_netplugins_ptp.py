@@ -20,7 +20,6 @@ from tests.integration.test_netplugins_bridge import (
 from tests.integration.test_netplugins_support import (
     REF_DIR,
     Resources,
-    install_ours,
     ip_json,
     needs_reference,
     needs_root,
@@ -33,11 +32,6 @@ from tests.integration.test_netplugins_support import (
 pytestmark = [pytest.mark.integration, needs_root, needs_reference]
 
 CID = "npt-ptp-0001"
-
-
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return install_ours(tmp_path_factory.mktemp("netplugins-bin"))
 
 
 def _host_routes(veth: str) -> list[str]:

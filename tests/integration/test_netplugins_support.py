@@ -15,12 +15,10 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from netplugins.install import install
 from netplugins.iptables import IPTables, chain_name, comment
 
 REF_DIR = "/usr/lib/cni"
@@ -98,11 +96,6 @@ def run_plugin(
         timeout=120,
     )
     return PluginRun(proc.returncode, proc.stdout, proc.stderr)
-
-
-def install_ours(directory: Path) -> str:
-    install(str(directory))
-    return str(directory)
 
 
 @dataclass

@@ -11,7 +11,6 @@ import pytest
 from tests.integration.test_netplugins_bridge import _normalise_result
 from tests.integration.test_netplugins_support import (
     REF_DIR,
-    install_ours,
     ip_json,
     needs_reference,
     needs_root,
@@ -22,11 +21,6 @@ from tests.integration.test_netplugins_support import (
 )
 
 pytestmark = [pytest.mark.integration, needs_root, needs_reference]
-
-
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return install_ours(tmp_path_factory.mktemp("netplugins-bin"))
 
 
 def _link_state(ns: str) -> dict[str, Any]:

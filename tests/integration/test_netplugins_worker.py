@@ -19,7 +19,6 @@ from netplugins.install import script_for
 from netplugins.warm import WarmExecutor
 from tests.integration.test_netplugins_support import (
     REF_DIR,
-    install_ours,
     needs_reference,
     needs_root,
     netns_path,
@@ -27,11 +26,6 @@ from tests.integration.test_netplugins_support import (
 )
 
 pytestmark = [pytest.mark.integration, needs_root]
-
-
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return install_ours(tmp_path_factory.mktemp("netplugins-bin"))
 
 
 @pytest.fixture
