@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import stat
@@ -345,14 +346,30 @@ def force_cleanup(shim: Shim, plan: NetworkPlan | None, sandbox_ids: set[str]) -
             )
     if plan is not None:
         subprocess.run(["ip", "link", "del", plan.bridge], capture_output=True, check=False)
+    _delete_rules_naming(sandbox_ids)
+
+
+def _delete_rules_naming(sandbox_ids: set[str]) -> None:
+    """Delete the nat rules whose comment names one of our sandboxes, then the per-container
+    chains (CNI-<hash>, CNI-DN-<hash>) they jumped to, once empty."""
     saved = subprocess.run(
         ["iptables-save", "-t", "nat"], capture_output=True, text=True, check=False
     ).stdout
+    chains: set[str] = set()
     for line in saved.splitlines():
         if line.startswith("-A ") and any(s in line for s in sandbox_ids):
-            subprocess.run(
-                ["iptables", "-t", "nat", "-D", *line[3:].split()], capture_output=True, check=False
-            )
+            # The comments hold quoted ids: split as a shell would (iptables-save quotes so).
+            args = shlex.split(line[3:])
+            if "-j" in args:
+                chains.add(args[args.index("-j") + 1])
+            subprocess.run(["iptables", "-t", "nat", "-D", *args], capture_output=True, check=False)
+    shared = {"CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK"}
+    for chain in chains - shared:
+        if chain.startswith("CNI-"):
+            for flag in ("-F", "-X"):
+                subprocess.run(
+                    ["iptables", "-t", "nat", flag, chain], capture_output=True, check=False
+                )
 
 
 def new_workdir() -> str:
