@@ -9,19 +9,10 @@ from typing import Any
 import pytest
 
 from netplugins.bandwidth import ifb_name
-from tests.integration.test_netplugins_bridge import _normalise_result
-from tests.integration.test_netplugins_support import (
-    REF_DIR,
-    ip_json,
-    needs_reference,
-    needs_root,
-    netns_path,
-    resources,
-    run_plugin,
-    sh,
-)
+from tests.integration import test_netplugins_support as support
+from tests.integration.test_netplugins_support import REF_DIR, ip_json, netns_path, run_plugin, sh
 
-pytestmark = [pytest.mark.integration, needs_root, needs_reference]
+pytestmark = [pytest.mark.integration, support.needs_root, support.needs_reference]
 
 CID = "npt-bw-0001"
 NETWORK = "npt-bw"
@@ -72,7 +63,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 
 def _exercise(plugin_dir: str, ours: str, extra: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    with resources() as res:
+    with support.resources() as res:
         ns = res.new_netns()
         ifb = ifb_name(NETWORK, CID)
         res.links.append(ifb)
@@ -101,7 +92,7 @@ def _exercise(plugin_dir: str, ours: str, extra: dict[str, Any], tmp: Path) -> d
         result = add.result
         has_ifb = any(link["ifname"] == ifb for link in ip_json("link", "show"))
         snap: dict[str, Any] = {
-            "result": _normalise_result(result, "", veth),
+            "result": support.normalise_result(result, "", veth),
             "veth_qdiscs": _qdiscs(veth),
             "redirects": _redirect_targets(veth),
             "ifb_qdiscs": _qdiscs(ifb) if has_ifb else None,
@@ -145,6 +136,6 @@ def test_bandwidth_rejects_half_configs(bad: dict[str, Any], ours: str) -> None:
         "prevResult": {"cniVersion": "1.0.0"},
         **bad,
     }
-    with resources() as res:
+    with support.resources() as res:
         ns = res.new_netns()
         assert run_plugin(ours, "bandwidth", "ADD", conf, netns=netns_path(ns)).error["code"] == 7

@@ -17,55 +17,12 @@ from typing import Any
 import pytest
 
 from netplugins.iptables import chain_name
-from tests.integration.test_netplugins_support import (
-    REF_DIR,
-    Resources,
-    ip_json,
-    needs_reference,
-    needs_root,
-    netns_path,
-    resources,
-    run_plugin,
-    sh,
-)
+from tests.integration import test_netplugins_support as support
+from tests.integration.test_netplugins_support import REF_DIR, ip_json, netns_path, run_plugin, sh
 
-pytestmark = [pytest.mark.integration, needs_root, needs_reference]
+pytestmark = [pytest.mark.integration, support.needs_root, support.needs_reference]
 
 CID = "npt-diff-0001"
-
-
-def _addresses(ifname: str, netns: str = "") -> list[str]:
-    out = []
-    for link in ip_json("addr", "show", "dev", ifname, netns=netns):
-        for a in link.get("addr_info", []):
-            if a.get("scope") == "link":
-                continue
-            out.append(f"{a['local']}/{a['prefixlen']}")
-    return sorted(out)
-
-
-def _routes(ifname: str, netns: str) -> list[str]:
-    out = []
-    for family in ("-4", "-6"):
-        for r in ip_json(family, "route", "show", "dev", ifname, netns=netns):
-            if r["dst"].startswith(("fe80", "ff00", "multicast")):
-                continue
-            out.append(f"{r['dst']} via {r.get('gateway', '-')} {r.get('protocol', '')}")
-    return sorted(out)
-
-
-def _link(ifname: str, netns: str = "") -> dict[str, Any]:
-    (link,) = ip_json("-d", "link", "show", "dev", ifname, netns=netns)
-    info = link.get("linkinfo", {})
-    slave = info.get("info_slave_data", {})
-    return {
-        "kind": info.get("info_kind"),
-        "mtu": link["mtu"],
-        "up": "UP" in link["flags"],
-        "promisc": "PROMISC" in link["flags"],
-        "hairpin": slave.get("hairpin"),
-        "vlan_filtering": info.get("info_data", {}).get("vlan_filtering"),
-    }
 
 
 def _vlans(ifname: str) -> Any:
@@ -74,61 +31,8 @@ def _vlans(ifname: str) -> Any:
     return [v.get("vlans") for v in data]
 
 
-def _iptables_nat(network: str) -> list[str]:
-    """This network's masquerade rules for CID (other helpers' chains share the table)."""
-    chain = chain_name(network, CID)
-    rules = []
-    for binary in ("iptables", "ip6tables"):
-        for line in sh(binary, "-w", "-t", "nat", "-S").splitlines():
-            if chain in line:
-                rules.append(f"{binary} {line}")
-    return sorted(rules)
-
-
-def _sysctls(ns: str, ifname: str, veth: str, bridge: str) -> dict[str, str]:
-    """Per-interface knobs the plugins may touch (DAD, IPv6 on/off, proxy ARP, forwarding)."""
-    inside = [
-        f"net.ipv6.conf.{ifname}.accept_dad",
-        f"net.ipv6.conf.{ifname}.disable_ipv6",
-        f"net.ipv4.conf.{ifname}.arp_notify",
-    ]
-    outside = [
-        f"net.ipv4.conf.{veth}.proxy_arp",
-        f"net.ipv6.conf.{veth}.accept_dad",
-        f"net.ipv4.conf.{bridge}.forwarding",
-    ]
-    out = {k: sh("sysctl", "-n", k, netns=ns).strip() for k in inside}
-    out |= {k.replace(veth, "<veth>"): sh("sysctl", "-n", k).strip() for k in outside}
-    return out
-
-
-def _normalise_result(result: dict[str, Any], netns: str, veth: str) -> dict[str, Any]:
-    out = copy.deepcopy(result)
-    for iface in out.get("interfaces", []):
-        iface.pop("mac", None)
-        if iface.get("name") == veth:
-            iface["name"] = "<host-veth>"
-        if "sandbox" in iface:
-            iface["sandbox"] = "<netns>"
-    for ip in out.get("ips", []):
-        ip.pop("version", None)  # the Debian 1.1.1 binaries omit it on 0.4.0 (spec keeps it)
-    if not out.get("dns"):
-        out.pop("dns", None)
-    for key in ("routes", "interfaces", "ips"):
-        if not out.get(key):
-            out.pop(key, None)
-    return out
-
-
-def _state_files(data_dir: Path, network: str) -> dict[str, str]:
-    net = data_dir / network
-    if not net.exists():
-        return {}
-    return {p.name: p.read_text(errors="replace") for p in sorted(net.iterdir())}
-
-
 def _exercise(
-    plugin_dir: str, res: Resources, conf: dict[str, Any], tmp: Path, ifname: str = "eth0"
+    plugin_dir: str, res: support.Resources, conf: dict[str, Any], tmp: Path, ifname: str = "eth0"
 ) -> dict[str, Any]:
     """ADD, snapshot, CHECK, DEL, DEL again; return the snapshot plus the after-DEL state."""
     conf = copy.deepcopy(conf)
@@ -146,24 +50,24 @@ def _exercise(
         return {
             "add_error_code": add.error["code"],
             "container_links": [link["ifname"] for link in ip_json("link", "show", netns=ns)],
-            "state": sorted(_state_files(data_dir, conf.get("name", ""))),
+            "state": sorted(support.state_files(data_dir, conf.get("name", ""))),
         }
     result = add.result
     ports = ip_json("link", "show", "master", bridge)
     assert len(ports) == 1
     veth = ports[0]["ifname"]
     snap: dict[str, Any] = {
-        "result": _normalise_result(result, path, veth),
-        "container_link": _link(ifname, ns),
-        "container_addrs": _addresses(ifname, ns),
-        "container_routes": _routes(ifname, ns),
-        "bridge": _link(bridge),
-        "bridge_addrs": _addresses(bridge),
-        "host_veth": _link(veth),
+        "result": support.normalise_result(result, path, veth),
+        "container_link": support.link_summary(ifname, ns),
+        "container_addrs": support.addresses(ifname, ns),
+        "container_routes": support.routes(ifname, ns),
+        "bridge": support.link_summary(bridge),
+        "bridge_addrs": support.addresses(bridge),
+        "host_veth": support.link_summary(veth),
         "vlans": _vlans(veth) if conf.get("vlan") else None,
-        "iptables": _iptables_nat(conf["name"]),
-        "state": _state_files(data_dir, conf["name"]),
-        "sysctls": _sysctls(ns, ifname, veth, bridge),
+        "iptables": support.nat_rules(chain_name(conf["name"], CID)),
+        "state": support.state_files(data_dir, conf["name"]),
+        "sysctls": support.sysctls(ns, ifname, veth, bridge),
     }
     if result.get("cniVersion") != "0.3.1":
         check_conf = dict(conf, prevResult=result)
@@ -181,8 +85,8 @@ def _exercise(
     snap["after_del"] = {
         "container_links": sorted(link["ifname"] for link in ip_json("link", "show", netns=ns)),
         "bridge_ports": ip_json("link", "show", "master", bridge),
-        "iptables": _iptables_nat(conf["name"]),
-        "state": sorted(_state_files(data_dir, conf["name"])),
+        "iptables": support.nat_rules(chain_name(conf["name"], CID)),
+        "state": sorted(support.state_files(data_dir, conf["name"])),
     }
     sh("ip", "link", "del", bridge)
     return snap
@@ -238,9 +142,9 @@ REFERENCE_CHECK_BUGS = {"dual-stack", "layer2-only"}
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bridge_matches_reference(case: str, ours: str, tmp_path: Path) -> None:
     conf = CASES[case]
-    with resources() as res:
+    with support.resources() as res:
         mine = _exercise(ours, res, conf, tmp_path)
-    with resources() as res:
+    with support.resources() as res:
         theirs = _exercise(REF_DIR, res, conf, tmp_path)
     if case in REFERENCE_CHECK_BUGS:
         # Debian's v1.1.1 bridge fails CHECK here (routes without a gateway are looked up with
@@ -263,21 +167,21 @@ def test_loopback_matches_reference(version: str, ours: str) -> None:
     conf = {"cniVersion": version, "name": "npt-lo", "type": "loopback"}
     snaps = []
     for plugin_dir in (ours, REF_DIR):
-        with resources() as res:
+        with support.resources() as res:
             ns = res.new_netns()
             add = run_plugin(plugin_dir, "loopback", "ADD", conf, netns=netns_path(ns), ifname="lo")
-            up = _link("lo", ns)["up"]
-            addrs = _addresses("lo", ns)
+            up = support.link_summary("lo", ns)["up"]
+            addrs = support.addresses("lo", ns)
             delete = run_plugin(
                 plugin_dir, "loopback", "DEL", conf, netns=netns_path(ns), ifname="lo"
             )
             snaps.append(
                 (
-                    _normalise_result(add.result, "", ""),
+                    support.normalise_result(add.result, "", ""),
                     up,
                     addrs,
                     delete.code,
-                    _link("lo", ns)["up"],
+                    support.link_summary("lo", ns)["up"],
                 )
             )
     assert snaps[0] == snaps[1]
@@ -287,7 +191,7 @@ def test_loopback_matches_reference(version: str, ours: str) -> None:
 def test_del_tolerates_missing_netns_and_releases_address(ours: str, tmp_path: Path) -> None:
     conf = _bridge_conf("1.0.0", isGateway=True, bridge="nptdiff1")
     conf["ipam"]["dataDir"] = str(tmp_path)
-    with resources() as res:
+    with support.resources() as res:
         res.bridges.append("nptdiff1")
         ns = res.new_netns()
         assert (
@@ -310,7 +214,7 @@ def test_failed_add_leaves_nothing(ours: str, tmp_path: Path) -> None:
         "rangeEnd": "10.202.22.9",
         "dataDir": str(tmp_path),
     }
-    with resources() as res:
+    with support.resources() as res:
         res.bridges.append("nptdiff2")
         ns1, ns2 = res.new_netns(), res.new_netns()
         assert (
@@ -349,7 +253,7 @@ def test_bridge_with_foreign_address_matches_reference(
     for plugin_dir in (ours, REF_DIR):
         conf = _bridge_conf("1.0.0", bridge="nptdiff3", isGateway=True, forceAddress=force)
         conf["ipam"]["dataDir"] = str(tmp_path / os.path.basename(plugin_dir))
-        with resources() as res:
+        with support.resources() as res:
             res.bridges.append("nptdiff3")
             sh("ip", "link", "add", "nptdiff3", "type", "bridge")
             sh("ip", "addr", "add", "10.202.20.77/24", "dev", "nptdiff3")
@@ -357,7 +261,7 @@ def test_bridge_with_foreign_address_matches_reference(
             add = run_plugin(
                 plugin_dir, "bridge", "ADD", conf, netns=netns_path(ns), container_id=CID
             )
-            outcome: dict[str, Any] = {"code": add.code, "addrs": _addresses("nptdiff3")}
+            outcome: dict[str, Any] = {"code": add.code, "addrs": support.addresses("nptdiff3")}
             if add.code:
                 outcome["error_code"] = add.error["code"]
                 links = [link["ifname"] for link in ip_json("link", "show", netns=ns)]

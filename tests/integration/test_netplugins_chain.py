@@ -25,21 +25,18 @@ from cnilib.errors import CNIError
 from cnilib.types import GCAttachment, NetworkConfigList, RuntimeConf
 from netplugins.iptables import chain_name
 from netplugins.warm import WarmExecutor
+from tests.integration import test_netplugins_support as support
 from tests.integration.test_netplugins_support import (
     REF_DIR,
-    Resources,
     ip_json,
-    needs_reference,
-    needs_root,
     netns_path,
-    resources,
     run_plugin,
     sh,
     tcp_listener,
     tcp_request,
 )
 
-pytestmark = [pytest.mark.integration, needs_root]
+pytestmark = [pytest.mark.integration, support.needs_root]
 
 BRIDGE = "nptchain0"
 SUBNET_PREFIX = "10.203.41"
@@ -52,8 +49,8 @@ def warm() -> Iterator[WarmExecutor]:
 
 
 @pytest.fixture
-def res() -> Iterator[Resources]:
-    with resources() as r:
+def res() -> Iterator[support.Resources]:
+    with support.resources() as r:
         yield r
 
 
@@ -83,7 +80,11 @@ def seed_flannel_conflist(tmp: Path) -> NetworkConfigList:
 
 
 def _pod(
-    cni: CNIConfig, net: NetworkConfigList, res: Resources, cid: str, ports: list[dict[str, Any]]
+    cni: CNIConfig,
+    net: NetworkConfigList,
+    res: support.Resources,
+    cid: str,
+    ports: list[dict[str, Any]],
 ) -> tuple[RuntimeConf, str, str]:
     ns = res.new_netns()
     rt = RuntimeConf(
@@ -100,7 +101,7 @@ def _pod(
 
 
 def test_seed_flannel_chain_connectivity(
-    ours: str, warm: WarmExecutor, res: Resources, tmp_path: Path
+    ours: str, warm: WarmExecutor, res: support.Resources, tmp_path: Path
 ) -> None:
     res.bridges.append(BRIDGE)
     res.allow_forwarding(BRIDGE)
@@ -143,7 +144,7 @@ def test_seed_flannel_chain_connectivity(
 
 def _portmap_on_our_bridge(
     ours: str,
-    res: Resources,
+    res: support.Resources,
     network: str,
     bridge: str,
     ipam: dict[str, Any],
@@ -174,8 +175,8 @@ def _portmap_on_our_bridge(
     return ns, pm_conf, chain_name(network, "npt-c1", "DN-")
 
 
-@needs_reference
-def test_portmap_rules_match_reference(ours: str, res: Resources, tmp_path: Path) -> None:
+@support.needs_reference
+def test_portmap_rules_match_reference(ours: str, res: support.Resources, tmp_path: Path) -> None:
     """Same chain, same prevResult: ours and the reference write the same rules."""
     ipam = {"type": "host-local", "subnet": "10.202.42.0/24", "dataDir": str(tmp_path)}
     mappings = [
@@ -206,7 +207,7 @@ def test_portmap_rules_match_reference(ours: str, res: Resources, tmp_path: Path
 
 
 def test_fifty_parallel_adds_and_dels(
-    ours: str, warm: WarmExecutor, res: Resources, tmp_path: Path
+    ours: str, warm: WarmExecutor, res: support.Resources, tmp_path: Path
 ) -> None:
     res.bridges.append("nptpar0")
     conflist = {
@@ -267,7 +268,7 @@ def test_fifty_parallel_cold_execs_of_host_local(ours: str, tmp_path: Path) -> N
 
 
 def test_gc_releases_what_leaked(
-    ours: str, warm: WarmExecutor, res: Resources, tmp_path: Path
+    ours: str, warm: WarmExecutor, res: support.Resources, tmp_path: Path
 ) -> None:
     """SPEC 1.1 GC through cnilib: an attachment the runtime never cached (a leak: ADD done,
     result lost) loses its address, its saved delegate and its port forward; the valid one
@@ -315,7 +316,7 @@ def test_gc_releases_what_leaked(
 
 
 def test_dual_stack_pods_reach_each_other(
-    ours: str, warm: WarmExecutor, res: Resources, tmp_path: Path
+    ours: str, warm: WarmExecutor, res: support.Resources, tmp_path: Path
 ) -> None:
     """bridge + host-local with an IPv4 and an IPv6 range set: both families work pod to pod."""
     res.bridges.append("nptds0")
@@ -362,9 +363,9 @@ def test_dual_stack_pods_reach_each_other(
     assert held == []
 
 
-@needs_reference
+@support.needs_reference
 def test_portmap_dual_stack_rules_match_reference(
-    ours: str, res: Resources, tmp_path: Path
+    ours: str, res: support.Resources, tmp_path: Path
 ) -> None:
     ipam = {
         "type": "host-local",
@@ -377,22 +378,12 @@ def test_portmap_dual_stack_rules_match_reference(
     ]
     ns, pm_conf, chain = _portmap_on_our_bridge(ours, res, "npt-pm6", "nptpm6", ipam, mappings)
 
-    def rules() -> list[str]:
-        out = []
-        for binary in ("iptables", "ip6tables"):
-            out += [
-                f"{binary} {line}"
-                for line in sh(binary, "-w", "-t", "nat", "-S").splitlines()
-                if chain in line
-            ]
-        return sorted(out)
-
     snaps = []
     for plugin_dir in (ours, REF_DIR):
         assert run_plugin(plugin_dir, "portmap", "ADD", pm_conf, netns=netns_path(ns)).code == 0
-        added = rules()
+        added = support.nat_rules(chain)
         assert run_plugin(plugin_dir, "portmap", "DEL", pm_conf, netns=netns_path(ns)).code == 0
-        snaps.append((added, rules()))
+        snaps.append((added, support.nat_rules(chain)))
     assert snaps[0] == snaps[1]
     assert any(r.startswith("ip6tables") and "[fd02:202::2]:80" in r for r in snaps[0][0])
     assert snaps[0][1] == []

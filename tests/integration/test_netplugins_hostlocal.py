@@ -8,13 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_netplugins_support import (
-    REF_DIR,
-    needs_reference,
-    run_plugin,
-)
+from tests.integration import test_netplugins_support as support
+from tests.integration.test_netplugins_support import REF_DIR, run_plugin
 
-pytestmark = [pytest.mark.integration, needs_reference]
+pytestmark = [pytest.mark.integration, support.needs_reference]
 
 NETNS = "/run/netns/npt-unused"  # host-local never enters it; the reference wants it set
 

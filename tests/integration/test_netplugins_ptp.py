@@ -9,27 +9,10 @@ from typing import Any
 import pytest
 
 from netplugins.iptables import chain_name
-from tests.integration.test_netplugins_bridge import (
-    _addresses,
-    _link,
-    _normalise_result,
-    _routes,
-    _state_files,
-    _sysctls,
-)
-from tests.integration.test_netplugins_support import (
-    REF_DIR,
-    Resources,
-    ip_json,
-    needs_reference,
-    needs_root,
-    netns_path,
-    resources,
-    run_plugin,
-    sh,
-)
+from tests.integration import test_netplugins_support as support
+from tests.integration.test_netplugins_support import REF_DIR, ip_json, netns_path, run_plugin
 
-pytestmark = [pytest.mark.integration, needs_root, needs_reference]
+pytestmark = [pytest.mark.integration, support.needs_root, support.needs_reference]
 
 CID = "npt-ptp-0001"
 
@@ -44,19 +27,9 @@ def _host_routes(veth: str) -> list[str]:
     return sorted(out)
 
 
-def _masq(network: str) -> list[str]:
-    chain = chain_name(network, CID)
-    rules = []
-    for binary in ("iptables", "ip6tables"):
-        rules += [
-            f"{binary} {line}"
-            for line in sh(binary, "-w", "-t", "nat", "-S").splitlines()
-            if chain in line
-        ]
-    return sorted(rules)
-
-
-def _exercise(plugin_dir: str, res: Resources, conf: dict[str, Any], tmp: Path) -> dict[str, Any]:
+def _exercise(
+    plugin_dir: str, res: support.Resources, conf: dict[str, Any], tmp: Path
+) -> dict[str, Any]:
     conf = copy.deepcopy(conf)
     data_dir = tmp / f"ipam-{len(res.netns)}-{abs(hash(plugin_dir))}"
     conf["ipam"]["dataDir"] = str(data_dir)
@@ -70,16 +43,16 @@ def _exercise(plugin_dir: str, res: Resources, conf: dict[str, Any], tmp: Path) 
     ]
     veth = veth_link["ifname"]
     snap: dict[str, Any] = {
-        "result": _normalise_result(result, path, veth),
-        "container_link": _link("eth0", ns),
-        "container_addrs": _addresses("eth0", ns),
-        "container_routes": _routes("eth0", ns),
-        "host_veth": _link(veth),
-        "host_addrs": _addresses(veth),
+        "result": support.normalise_result(result, path, veth),
+        "container_link": support.link_summary("eth0", ns),
+        "container_addrs": support.addresses("eth0", ns),
+        "container_routes": support.routes("eth0", ns),
+        "host_veth": support.link_summary(veth),
+        "host_addrs": support.addresses(veth),
         "host_routes": _host_routes(veth),
-        "masq": _masq(conf["name"]),
-        "state": _state_files(data_dir, conf["name"]),
-        "sysctls": _sysctls(ns, "eth0", veth, "lo"),
+        "masq": support.nat_rules(chain_name(conf["name"], CID)),
+        "state": support.state_files(data_dir, conf["name"]),
+        "sysctls": support.sysctls(ns, "eth0", veth, "lo"),
     }
     check = run_plugin(
         plugin_dir, "ptp", "CHECK", dict(conf, prevResult=result), netns=path, container_id=CID
@@ -92,8 +65,8 @@ def _exercise(plugin_dir: str, res: Resources, conf: dict[str, Any], tmp: Path) 
     snap["after_del"] = {
         "container_links": sorted(link["ifname"] for link in ip_json("link", "show", netns=ns)),
         "host_veth_gone": not any(link["ifname"] == veth for link in ip_json("link", "show")),
-        "masq": _masq(conf["name"]),
-        "state": sorted(_state_files(data_dir, conf["name"])),
+        "masq": support.nat_rules(chain_name(conf["name"], CID)),
+        "state": sorted(support.state_files(data_dir, conf["name"])),
     }
     return snap
 
@@ -126,9 +99,9 @@ CASES: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_ptp_matches_reference(case: str, ours: str, tmp_path: Path) -> None:
-    with resources() as res:
+    with support.resources() as res:
         mine = _exercise(ours, res, CASES[case], tmp_path)
-    with resources() as res:
+    with support.resources() as res:
         theirs = _exercise(REF_DIR, res, CASES[case], tmp_path)
     if "check_msg" in theirs and "not found in routing table" in theirs["check_msg"]:
         # Debian's v1.1.1 CHECK looks up gateway-less routes with gw=nil and fails; ours passes.

@@ -8,6 +8,7 @@ pytest tmp dirs. Everything made is removed in finalizers, even when a test fail
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,6 +98,94 @@ def run_plugin(
         timeout=120,
     )
     return PluginRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def addresses(ifname: str, netns: str = "") -> list[str]:
+    out = []
+    for link in ip_json("addr", "show", "dev", ifname, netns=netns):
+        for a in link.get("addr_info", []):
+            if a.get("scope") == "link":
+                continue
+            out.append(f"{a['local']}/{a['prefixlen']}")
+    return sorted(out)
+
+
+def routes(ifname: str, netns: str) -> list[str]:
+    out = []
+    for family in ("-4", "-6"):
+        for r in ip_json(family, "route", "show", "dev", ifname, netns=netns):
+            if r["dst"].startswith(("fe80", "ff00", "multicast")):
+                continue
+            out.append(f"{r['dst']} via {r.get('gateway', '-')} {r.get('protocol', '')}")
+    return sorted(out)
+
+
+def link_summary(ifname: str, netns: str = "") -> dict[str, Any]:
+    (link,) = ip_json("-d", "link", "show", "dev", ifname, netns=netns)
+    info = link.get("linkinfo", {})
+    slave = info.get("info_slave_data", {})
+    return {
+        "kind": info.get("info_kind"),
+        "mtu": link["mtu"],
+        "up": "UP" in link["flags"],
+        "promisc": "PROMISC" in link["flags"],
+        "hairpin": slave.get("hairpin"),
+        "vlan_filtering": info.get("info_data", {}).get("vlan_filtering"),
+    }
+
+
+def sysctls(ns: str, ifname: str, veth: str, bridge: str) -> dict[str, str]:
+    """Per-interface knobs the plugins may touch (DAD, IPv6 on/off, proxy ARP, forwarding)."""
+    inside = [
+        f"net.ipv6.conf.{ifname}.accept_dad",
+        f"net.ipv6.conf.{ifname}.disable_ipv6",
+        f"net.ipv4.conf.{ifname}.arp_notify",
+    ]
+    outside = [
+        f"net.ipv4.conf.{veth}.proxy_arp",
+        f"net.ipv6.conf.{veth}.accept_dad",
+        f"net.ipv4.conf.{bridge}.forwarding",
+    ]
+    out = {k: sh("sysctl", "-n", k, netns=ns).strip() for k in inside}
+    out |= {k.replace(veth, "<veth>"): sh("sysctl", "-n", k).strip() for k in outside}
+    return out
+
+
+def normalise_result(result: dict[str, Any], netns: str, veth: str) -> dict[str, Any]:
+    out = copy.deepcopy(result)
+    for iface in out.get("interfaces", []):
+        iface.pop("mac", None)
+        if iface.get("name") == veth:
+            iface["name"] = "<host-veth>"
+        if "sandbox" in iface:
+            iface["sandbox"] = "<netns>"
+    for ip in out.get("ips", []):
+        ip.pop("version", None)  # the Debian 1.1.1 binaries omit it on 0.4.0 (spec keeps it)
+    if not out.get("dns"):
+        out.pop("dns", None)
+    for key in ("routes", "interfaces", "ips"):
+        if not out.get(key):
+            out.pop(key, None)
+    return out
+
+
+def state_files(data_dir: Path, network: str) -> dict[str, str]:
+    net = data_dir / network
+    if not net.exists():
+        return {}
+    return {p.name: p.read_text(errors="replace") for p in sorted(net.iterdir())}
+
+
+def nat_rules(chain: str) -> list[str]:
+    """The nat-table rules (IPv4 and IPv6) that mention ``chain``, other helpers' left out."""
+    rules = []
+    for binary in ("iptables", "ip6tables"):
+        rules += [
+            f"{binary} {line}"
+            for line in sh(binary, "-w", "-t", "nat", "-S").splitlines()
+            if chain in line
+        ]
+    return sorted(rules)
 
 
 @dataclass

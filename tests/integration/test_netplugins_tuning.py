@@ -8,19 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_netplugins_bridge import _normalise_result
-from tests.integration.test_netplugins_support import (
-    REF_DIR,
-    ip_json,
-    needs_reference,
-    needs_root,
-    netns_path,
-    resources,
-    run_plugin,
-    sh,
-)
+from tests.integration import test_netplugins_support as support
+from tests.integration.test_netplugins_support import REF_DIR, ip_json, netns_path, run_plugin, sh
 
-pytestmark = [pytest.mark.integration, needs_root, needs_reference]
+pytestmark = [pytest.mark.integration, support.needs_root, support.needs_reference]
 
 
 def _link_state(ns: str) -> dict[str, Any]:
@@ -50,7 +41,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 
 def _exercise(plugin_dir: str, extra: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    with resources() as res:
+    with support.resources() as res:
         ns = res.new_netns()
         sh("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth1", netns=ns)
         before = _link_state(ns)
@@ -85,7 +76,7 @@ def _exercise(plugin_dir: str, extra: dict[str, Any], tmp: Path) -> dict[str, An
             if "mac" in state:
                 state["mac"] = state["mac"] == before["mac"]
         return {
-            "result": _normalise_result(result, "", ""),
+            "result": support.normalise_result(result, "", ""),
             "result_mac": (
                 "original"
                 if result["interfaces"][0]["mac"] == before["mac"]
@@ -116,7 +107,7 @@ def test_tuning_refuses_non_network_sysctls(ours: str) -> None:
         "sysctl": {"kernel.panic": "1"},
         "prevResult": {"cniVersion": "1.0.0"},
     }
-    with resources() as res:
+    with support.resources() as res:
         ns = res.new_netns()
         err = run_plugin(ours, "tuning", "ADD", conf, netns=netns_path(ns)).error
     assert "invalid net sysctl key" in err["msg"]

@@ -17,15 +17,10 @@ from cnilib.errors import PluginTimeoutError
 from cnilib.invoke import ExecExecutor
 from netplugins.install import script_for
 from netplugins.warm import WarmExecutor
-from tests.integration.test_netplugins_support import (
-    REF_DIR,
-    needs_reference,
-    needs_root,
-    netns_path,
-    resources,
-)
+from tests.integration import test_netplugins_support as support
+from tests.integration.test_netplugins_support import REF_DIR, netns_path
 
-pytestmark = [pytest.mark.integration, needs_root]
+pytestmark = [pytest.mark.integration, support.needs_root]
 
 
 @pytest.fixture
@@ -54,7 +49,7 @@ LOOPBACK = json.dumps({"cniVersion": "1.0.0", "name": "npt-w", "type": "loopback
 
 
 def test_warm_answers_like_exec(ours: str, warm: WarmExecutor) -> None:
-    with resources() as res:
+    with support.resources() as res:
         ns = netns_path(res.new_netns())
         path = os.path.join(ours, "loopback")
         for command in ("VERSION", "ADD", "CHECK", "DEL"):
@@ -64,7 +59,7 @@ def test_warm_answers_like_exec(ours: str, warm: WarmExecutor) -> None:
         assert bad[0] != 0 and json.loads(bad[1])["code"] == 6
 
 
-@needs_reference
+@support.needs_reference
 def test_foreign_binaries_are_exec_d(ours: str, warm: WarmExecutor) -> None:
     code, out, _ = warm.run(
         os.path.join(REF_DIR, "loopback"), _env("VERSION", "", REF_DIR), b"", 30
@@ -88,7 +83,7 @@ def test_timeout_kills_the_request_and_its_children(
         "bridge": "nptwork0",
         "ipam": {"type": "sleepy-ipam"},
     }
-    with resources() as res:
+    with support.resources() as res:
         res.bridges.append("nptwork0")
         ns = netns_path(res.new_netns())
         env = _env("ADD", ns, f"{ours}:{tmp_path}", "eth0")
