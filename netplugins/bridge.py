@@ -227,8 +227,7 @@ def _finish_add(
     # Re-read: the bridge's MAC follows its ports and may have changed (reference does too).
     result["interfaces"] = [
         {"name": conf.bridge, "mac": host.mac(conf.bridge)},
-        {"name": host_veth, "mac": host.mac(host_veth)},
-        {"name": args.ifname, "mac": cont.mac(args.ifname), "sandbox": args.netns},
+        *ipconfig.veth_interfaces(host, cont, host_veth, args),
     ]
     result["dns"] = conf.dns
     result.setdefault("routes", [])

@@ -48,6 +48,16 @@ def configure_interface(ns: Namespace, ifname: str, result: dict[str, Any]) -> N
         ns.ensure_route(route["dst"], gw, ifname)
 
 
+def veth_interfaces(
+    host: Namespace, cont: Namespace, host_veth: str, args: CmdArgs
+) -> list[dict[str, Any]]:
+    """A result's entries for the veth pair: host end, then the container end in its sandbox."""
+    return [
+        {"name": host_veth, "mac": host.mac(host_veth)},
+        {"name": args.ifname, "mac": cont.mac(args.ifname), "sandbox": args.netns},
+    ]
+
+
 def check_addresses(present: Iterable[str], prev: dict[str, Any], ifname: str) -> None:
     """CHECK: every address of the cached result ``prev`` (1.x shape) is among ``present``.
 

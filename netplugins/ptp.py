@@ -111,10 +111,7 @@ def _configure(
             nsenter.write_sysctl(forward, "1")
     if conf.ip_masq:
         ipconfig.setup_masquerade(conf.network, args.container_id, result["ips"])
-    result["interfaces"] = [
-        {"name": host_veth, "mac": host.mac(host_veth)},
-        {"name": args.ifname, "mac": cont.mac(args.ifname), "sandbox": args.netns},
-    ]
+    result["interfaces"] = ipconfig.veth_interfaces(host, cont, host_veth, args)
     result["dns"] = conf.dns
     result.setdefault("routes", [])
 
