@@ -8,9 +8,7 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
-import time
 import uuid
 from typing import Any, Protocol
 
@@ -18,10 +16,10 @@ import grpc
 
 from cri_api import api_pb2, api_pb2_grpc
 from shim.config import ShimConfig
+from shim.process import start_shim
 
 log = logging.getLogger(__name__)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RPC_TIMEOUT_S = 120.0
 
 
@@ -56,21 +54,7 @@ class ShimProcess:
             cni_plugin_timeout=60,
             log_level=self.log_level,
         )
-        cmd = [sys.executable, "-m", "shim.main", *config.to_args()]
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"cri-shim exited with {self.proc.returncode}: {self.tail()}")
-            if os.path.exists(self.socket):
-                try:
-                    self.runtime().Version(api_pb2.VersionRequest(), timeout=2)
-                    return
-                except grpc.RpcError:
-                    pass
-            time.sleep(0.05)
-        raise RuntimeError(f"cri-shim did not answer within 60 s: {self.tail()}")
+        self.proc = start_shim(config, self.log_path, timeout=60)
 
     def terminate(self) -> None:
         if self._channel is not None:

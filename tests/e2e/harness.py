@@ -12,7 +12,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ import grpc
 
 from cri_api import api_pb2, api_pb2_grpc
 from shim.config import ShimConfig
+from shim.process import start_shim
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REFERENCE_PLUGINS = "/usr/lib/cni"
@@ -120,21 +120,7 @@ class Shim:
             cni_plugin_timeout=self.plugin_timeout,
             log_level="debug",
         )
-        cmd = [sys.executable, "-m", "shim.main", *config.to_args(), *self.extra_args]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"cri-shim exited with {self.proc.returncode}:\n{self.log()}")
-            if os.path.exists(self.socket):
-                try:
-                    self.runtime().Version(api_pb2.VersionRequest(), timeout=2)
-                    return
-                except grpc.RpcError:
-                    pass
-            time.sleep(0.05)
-        raise RuntimeError(f"cri-shim did not answer within 30 s:\n{self.log()}")
+        self.proc = start_shim(config, self.log_path, self.extra_args, timeout=30)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         self._close_channel()

@@ -1,0 +1,48 @@
+"""Starting a cri-shim process from a ShimConfig and waiting until it serves: what the test
+harness and the benchmark do to run private shims beside each other."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import grpc
+
+from cri_api import api_pb2, api_pb2_grpc
+from shim.config import ShimConfig
+
+
+def start_shim(
+    config: ShimConfig, log_path: str, extra_args: list[str] | None = None, timeout: float = 60
+) -> subprocess.Popen[bytes]:
+    """Start `python -m shim.main` with `config`, its output appended to `log_path`; return once
+    Version answers. Raises RuntimeError (with the log's tail) if it exits or stays silent."""
+    cmd = [sys.executable, "-m", "shim.main", *config.to_args(), *(extra_args or [])]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(config.endpoint) as channel:
+        runtime = api_pb2_grpc.RuntimeServiceStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"cri-shim exited with {proc.returncode}:\n{_tail(log_path)}")
+            if os.path.exists(config.socket_path):
+                try:
+                    runtime.Version(api_pb2.VersionRequest(), timeout=2)
+                    return proc
+                except grpc.RpcError:
+                    pass
+            time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"cri-shim did not answer within {timeout:.0f} s:\n{_tail(log_path)}")
+
+
+def _tail(path: str, chars: int = 4000) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-chars:]
+    except FileNotFoundError:
+        return ""
