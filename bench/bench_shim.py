@@ -69,13 +69,6 @@ class ShimProcess:
                 self.proc.wait(timeout=30)
         self.proc = None
 
-    def tail(self, chars: int = 4000) -> str:
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return f.read()[-chars:]
-        except FileNotFoundError:
-            return ""
-
     def runtime(self) -> api_pb2_grpc.RuntimeServiceStub:
         if self._channel is None:
             self._channel = grpc.insecure_channel(self.endpoint)
