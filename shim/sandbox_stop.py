@@ -35,9 +35,10 @@ def stop_locked(ctx: ShimContext, record: SandboxRecord) -> None:
         ctx.network.teardown(record.id, record.netns_path, record.network)
         record.network_phase = NetworkPhase.DETACHED
         ctx.store.save(record)
-    # 2. the namespace pin: nothing in it is ours any more.
-    if record.netns_path:
-        unpin(record.netns_path)
+    # 2. the namespace pin: nothing in it is ours any more. The pin's path is derived from the
+    # id, so a pin made just before a crash (not yet in the checkpoint) goes too.
+    for path in {record.netns_path, ctx.netns_path(record.id)} - {""}:
+        unpin(path)
     # 3. the infra container
     ctx.infra.stop(record.id, INFRA_STOP_TIMEOUT_S)
     if record.state is not SandboxState.NOTREADY:
