@@ -179,23 +179,33 @@ class PodNetwork:
 
     def garbage_collect(self, live: dict[str, list[str]]) -> None:
         """Release what cached attachments of pods that no longer exist still hold.
-        `live` maps a network name to the sandbox ids attached to it."""
-        choice = self.choice()
-        if choice.network is None:
-            return
+        `live` maps a network name to the sandbox ids attached to it. Every network found in
+        the result cache is collected, not only the current one: a network renamed or removed
+        while the shim was down may still hold addresses (each is taken from its cached
+        config)."""
+        networks: dict[str, NetworkConfigList] = {self._loopback.name: self._loopback}
+        current = self.choice().network
+        if current is not None:
+            networks[current.name] = current
+        for cached in self._cni.get_cached_attachments(""):
+            if cached.network_name in networks:
+                continue
+            try:
+                networks[cached.network_name] = parse_conf_list(cached.config, "<result cache>")
+            except CNIError as err:
+                log.warning(
+                    "cached config of network %s is unreadable: %s", cached.network_name, err
+                )
         every_pod = [cid for ids in live.values() for cid in ids]
-        plan = [
-            (
-                choice.network,
-                [GCAttachment(c, POD_IFNAME) for c in live.get(choice.network.name, [])],
-            ),
-            (self._loopback, [GCAttachment(c, LOOPBACK_IFNAME) for c in every_pod]),
-        ]
-        for network, valid in plan:
+        for name, network in networks.items():
+            if network is self._loopback:
+                valid = [GCAttachment(c, LOOPBACK_IFNAME) for c in every_pod]
+            else:
+                valid = [GCAttachment(c, POD_IFNAME) for c in live.get(name, [])]
             try:
                 self._cni.gc_network_list(network, valid)
             except CNIError as err:
-                log.warning("CNI garbage collection of network %s failed: %s", network.name, err)
+                log.warning("CNI garbage collection of network %s failed: %s", name, err)
 
     @staticmethod
     def _runtime_conf(sandbox_id: str, netns: str, attachment: NetworkAttachment) -> RuntimeConf:

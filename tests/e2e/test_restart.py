@@ -3,6 +3,7 @@ and can stop and remove them completely."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -188,4 +189,25 @@ def test_sigkill_during_cni_add_then_stop_releases_everything(
         shim.stop_pod(sandbox_id)
         shim.remove_pod(sandbox_id)
         left = leftovers(shim, plan, {sandbox_id})
+        assert left.empty(), left
+
+
+def test_gc_collects_a_network_renamed_while_down(
+    plan: NetworkPlan, pods: Pods, our_bin_dir: str
+) -> None:
+    """The network a pod was attached to is gone from the conf dir (renamed) when the shim
+    starts again: its cached attachments are still collected, from their cached config."""
+    with running_shim(plan, pods, bin_dirs=[our_bin_dir]) as shim:
+        sid = pods.add(shim.run_pod(pod_config()))
+        shim.kill(signal.SIGKILL)
+        subprocess_run(["/usr/bin/docker", "rm", "-f", sid])
+        netns_dir = os.path.join(shim.root, "netns")
+        for entry in os.listdir(netns_dir):
+            subprocess_run(["umount", "-l", os.path.join(netns_dir, entry)])
+        shutil.rmtree(shim.root)
+        renamed = dataclasses.replace(plan, name="crishim-e2e-renamed")
+        shim.write_conf("10-e2e.conflist", renamed.conflist())
+        shim.start()
+        assert shim.list_pods() == []
+        left = leftovers(shim, plan, {sid})  # `plan` still names the old network's state
         assert left.empty(), left
