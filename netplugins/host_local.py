@@ -207,6 +207,12 @@ def _allocate(
         if wanted is not None:
             requested.remove(wanted)
             r = next(r for r in ranges if r.contains(wanted))
+            if wanted == r.gateway:
+                # The gateway belongs to the bridge (or router), never to a container: the
+                # reference refuses it too, whichever way it was requested.
+                raise errors.NetPluginError(
+                    f"failed to allocate for range {idx}: requested ip {wanted} is subnet's gateway"
+                )
             if not store.reserve(wanted, args.container_id, args.ifname, idx):
                 raise errors.NetPluginError(
                     f"requested IP address {wanted} is not available in range set "

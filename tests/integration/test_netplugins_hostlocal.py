@@ -124,3 +124,39 @@ def test_requested_ip_matches_reference(where: str, ours: str, tmp_path: Path) -
         outcomes.append((first.result["ips"], again.code != 0))
     assert outcomes[0] == outcomes[1]
     assert outcomes[0][0][0]["address"] == "10.202.95.50/24"
+
+
+@pytest.mark.parametrize("where", ["args", "runtimeConfig", "CNI_ARGS"])
+@pytest.mark.parametrize("gateway", ["", "10.202.96.7"])
+def test_requested_gateway_refused_like_reference(
+    where: str, gateway: str, ours: str, tmp_path: Path
+) -> None:
+    """Asking for the gateway (default or configured) fails, naming it, and reserves nothing."""
+    wanted = gateway or "10.202.96.1"
+    outcomes = []
+    for plugin_dir in (ours, REF_DIR):
+        data_dir = tmp_path / plugin_dir.replace("/", "_")
+        ipam: dict[str, Any] = {
+            "type": "host-local",
+            "subnet": "10.202.96.0/24",
+            "dataDir": str(data_dir),
+        }
+        if gateway:
+            ipam["gateway"] = gateway
+        conf: dict[str, Any] = {"cniVersion": "1.0.0", "name": "npt-hl", "ipam": ipam}
+        cni_args = ""
+        if where == "args":
+            conf["args"] = {"cni": {"ips": [wanted]}}
+        elif where == "runtimeConfig":
+            conf["capabilities"] = {"ips": True}
+            conf["runtimeConfig"] = {"ips": [f"{wanted}/24"]}
+        else:
+            cni_args = f"IgnoreUnknown=1;IP={wanted}"
+        run = run_plugin(
+            plugin_dir, "host-local", "ADD", conf, netns=NETNS, container_id="a", cni_args=cni_args
+        )
+        error = run.error
+        assert f"requested ip {wanted} is subnet's gateway" in error["msg"]
+        outcomes.append((error["code"], error["msg"], support.state_files(data_dir, "npt-hl")))
+    assert outcomes[0] == outcomes[1]
+    assert set(outcomes[0][2]) <= {"lock"}
