@@ -3,7 +3,8 @@
 Types: ``loopback``, ``bridge``, ``host-local``, ``portmap``, ``flannel``, ``ptp``,
 ``tuning``, ``bandwidth``. Each module is ``load_conf`` + ``cmd_add`` / ``cmd_del`` /
 ``cmd_check`` (+ ``cmd_gc`` / ``cmd_status`` where SPEC 1.1 gives them meaning; bridge and ptp
-pass both to their IPAM, :func:`netplugins.delegation.ipam_backed_spec`) and a ``PLUGIN``
+pass both to their IPAM, GC after dropping stale masquerade rules,
+:func:`netplugins.delegation.ipam_backed_spec`) and a ``PLUGIN``
 spec; :mod:`netplugins.skel` turns CNI_* and stdin into a call and prints the result or the
 error object.
 

@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
-from netplugins import errors, registry, skel
+from netplugins import errors, ipconfig, registry, skel
 from netplugins.result import normalize
 
 DELEGATE_TIMEOUT = 60.0
@@ -80,12 +80,37 @@ def pass_to_ipam(args: skel.CmdArgs) -> None:
         delegate(args.command, ipam_type, args.netconf, args)
 
 
+def gc_masquerade_then_ipam(args: skel.CmdArgs) -> None:
+    """GC of bridge / ptp: stale attachments' masquerade rules, then the IPAM's GC.
+
+    SPEC 1.1 "GC": besides addresses, ``ipMasq`` leaves a chain and a POSTROUTING jump per
+    container on the host; those of containers missing from ``cni.dev/valid-attachments``
+    go (whatever ``ipMasq`` says now: the rules may come from an earlier config).
+    """
+    name = str(args.netconf.get("name") or "")
+    if not name:
+        raise errors.ConfigError("failed to garbage collect: missing network 'name'")
+    valid = {
+        str(a.get("containerID", ""))
+        for a in args.netconf.get("cni.dev/valid-attachments") or []
+        if isinstance(a, dict)
+    }
+    ipconfig.gc_masquerade(name, valid)
+    pass_to_ipam(args)
+
+
 def ipam_backed_spec(
     name: str, *, add: skel.Handler, delete: skel.Handler, check: skel.Handler
 ) -> skel.PluginSpec:
-    """The spec of a plugin whose GC and STATUS are its IPAM plugin's (:func:`pass_to_ipam`)."""
+    """The spec of a plugin whose STATUS is its IPAM plugin's (:func:`pass_to_ipam`) and whose
+    GC is :func:`gc_masquerade_then_ipam`."""
     return skel.PluginSpec(
-        name=name, add=add, delete=delete, check=check, gc=pass_to_ipam, status=pass_to_ipam
+        name=name,
+        add=add,
+        delete=delete,
+        check=check,
+        gc=gc_masquerade_then_ipam,
+        status=pass_to_ipam,
     )
 
 

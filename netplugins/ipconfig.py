@@ -144,6 +144,33 @@ def teardown_masquerade(network: str, container_id: str) -> None:
         ipt.restore("nat", _teardown_lines(ipt.save("nat"), chain, note))
 
 
+def gc_masquerade(network: str, valid_ids: set[str]) -> None:
+    """SPEC 1.1 GC: drop this network's masquerade rules of containers not in ``valid_ids``.
+
+    The chain name is a hash, so a leftover is found by the comment of its POSTROUTING jump,
+    ``name: "<net>" id: "<id>"`` (exact network name: other networks' rules are never read
+    as ours). Each stale id loses its jumps and its chain, as in :func:`teardown_masquerade`.
+    """
+    # iptables-save prints the comment quoted, with its inner quotes escaped.
+    prefix = f'--comment "name: \\"{network}\\" id: \\"'
+    for version in (4, 6):
+        ipt = IPTables(version)
+        state = ipt.save("nat")
+        stale: set[str] = set()
+        for line in state.rules_in("POSTROUTING"):
+            start = line.find(prefix)
+            if start < 0:
+                continue
+            container_id = line[start + len(prefix) :].split('\\"', 1)[0]
+            if container_id not in valid_ids:
+                stale.add(container_id)
+        lines: list[str] = []
+        for container_id in sorted(stale):
+            chain = chain_name(network, container_id)
+            lines += _teardown_lines(state, chain, comment(network, container_id))
+        ipt.restore("nat", lines)
+
+
 def _teardown_lines(state: Snapshot, chain: str, note: str) -> list[str]:
     quoted = quote_arg(note)
     lines = [
