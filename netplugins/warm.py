@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 
 
 RESTART_BACKOFF = 30.0
+# How long a request waits for a pool child to accept it and say hello. Short and separate from
+# the plugin timeout: without a hello the request never reached a child, so exec'ing it
+# instead is safe, and a worker that accepts nothing must not cost a whole plugin timeout.
+HELLO_TIMEOUT = 2.0
 
 
 class WorkerUnavailable(Exception):
@@ -44,7 +48,10 @@ class WarmExecutor:
 
     ``start()`` spawns the worker (``python -m netplugins worker``) and waits until it
     listens; ``stop()`` terminates it. ``run()`` starts it lazily if needed and restarts it once
-    if it died. Thread-safe: each call uses its own connection and forked child.
+    if it died. A request no child says hello to within ``hello_timeout`` is exec'd instead
+    (with the full plugin timeout), so a call costs at most two hello waits (one per worker
+    start) plus a worker start plus the plugin timeout. Thread-safe: each call uses its own
+    connection and forked child.
     """
 
     def __init__(
@@ -53,6 +60,7 @@ class WarmExecutor:
         fallback: PluginExecutor | None = None,
         python: str | None = None,
         start_timeout: float = 15.0,
+        hello_timeout: float = HELLO_TIMEOUT,
     ) -> None:
         self._own_dir = "" if socket_path else tempfile.mkdtemp(prefix="netplugins-worker-")
         self.socket_path = socket_path or os.path.join(self._own_dir, "worker.sock")
@@ -63,6 +71,7 @@ class WarmExecutor:
         self.fallback: PluginExecutor = fallback
         self.python = python or sys.executable
         self.start_timeout = start_timeout
+        self.hello_timeout = hello_timeout
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         # After a failed start, exec for a while instead of paying a failed spawn per call.
@@ -164,7 +173,7 @@ class WarmExecutor:
     ) -> tuple[int, bytes, bytes]:
         deadline = time.monotonic() + timeout
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
+            sock.settimeout(min(self.hello_timeout, timeout))
             try:
                 sock.connect(self.socket_path)
                 hello = wire.recv_message(sock)
@@ -178,7 +187,7 @@ class WarmExecutor:
                     },
                 )
             except (OSError, wire.WireError, KeyError, ValueError) as exc:
-                raise WorkerUnavailable(str(exc)) from exc
+                raise WorkerUnavailable(f"no worker child took the request: {exc}") from exc
             try:
                 sock.settimeout(max(0.001, deadline - time.monotonic()))
                 answer = wire.recv_message(sock)

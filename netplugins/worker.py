@@ -12,7 +12,9 @@ connection:
     child  -> {"code": n, "stdout": "<base64>", "stderr": "<base64>"}
 
 Children are forked ahead of need (a small pool blocked in accept(2)), so a request does not
-wait for a fork either. The zygote exits when its stdin reaches EOF, i.e. when the process
+wait for a fork either. The zygote reaps every child that exits, however it ends (answered,
+crashed, or killed with its process group by a client on timeout), and forks its replacement,
+so the pool never shrinks. The zygote exits when its stdin reaches EOF, i.e. when the process
 that started it (and holds the other end of the pipe) is gone, so it never outlives the shim.
 """
 
@@ -28,6 +30,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from typing import Any
 
 from netplugins import registry, skel, wire
@@ -69,6 +72,7 @@ def _handle(conn: socket.socket) -> None:
 def _child(listener: socket.socket, taken_fd: int) -> None:
     """A pre-forked child: wait for one connection, tell the zygote, serve it, exit."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # subprocess must reap its children
     # An idle child dies with the zygote (even on SIGKILL) instead of waiting forever in
     # accept() on a socket nobody connects to any more; cleared once a request is taken.
     _set_parent_death_signal(signal.SIGKILL)
@@ -83,15 +87,12 @@ def _child(listener: socket.socket, taken_fd: int) -> None:
         conn, _ = listener.accept()
         _set_parent_death_signal(0)
         listener.close()
+        # Tell the zygote we are busy: it no longer counts us as idle, so it neither
+        # SIGTERMs us on shutdown nor lets the idle pool run dry while we serve.
+        os.write(taken_fd, struct.pack("=i", os.getpid()))
         # Own process group: a timed-out request is killed with everything it spawned.
         os.setsid()
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # subprocess must reap its children
-        try:
-            _handle(conn)
-        finally:
-            # Only now does the zygote fork our replacement: a fork during the request would
-            # compete with it for the CPU (the other pool children serve meanwhile).
-            os.write(taken_fd, struct.pack("=i", os.getpid()))
+        _handle(conn)
     except BaseException:  # the child must never return into the zygote's loop
         code = 1
     finally:
@@ -111,22 +112,88 @@ def _set_parent_death_signal(signo: int) -> None:
     libc.prctl(PR_SET_PDEATHSIG, signo, 0, 0, 0)
 
 
-def _spawn(listener: socket.socket, taken_fd: int, watch_fds: list[int]) -> int:
-    pid = os.fork()
-    if pid == 0:
-        for fd in watch_fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        _child(listener, taken_fd)
-    return pid
+class _Pool:
+    """The zygote's children: idle ones wait in accept(), busy ones serve one request.
+
+    A child is replaced only once it has exited (reaped with waitpid), never while it serves:
+    a fork during a request would compete with it for the CPU, and the other idle children
+    serve meanwhile. Only when no idle child would be left is one forked at once, so a burst
+    of slow or hung requests never leaves a new connection without a child to accept it.
+    """
+
+    def __init__(self, listener: socket.socket, taken_w: int, close_in_child: list[int]) -> None:
+        self.listener = listener
+        self.taken_w = taken_w
+        self.close_in_child = close_in_child
+        self.idle: set[int] = set()
+        self.busy: set[int] = set()
+
+    def fill(self, size: int) -> None:
+        while len(self.idle) < max(1, size - len(self.busy)):
+            pid = os.fork()
+            if pid == 0:
+                # The zygote's signal wake-up pipe is closed below: a signal must not write
+                # into whatever file later reuses its descriptor number.
+                signal.set_wakeup_fd(-1)
+                for fd in self.close_in_child:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                _child(self.listener, self.taken_w)
+            self.idle.add(pid)
+
+    def taken(self, data: bytes) -> None:
+        for (pid,) in struct.iter_unpack("=i", data):
+            if pid in self.idle:  # else it was already reaped
+                self.idle.discard(pid)
+                self.busy.add(pid)
+
+    def reap(self) -> None:
+        """Collect every child that has exited, for whatever reason (no zombie stays)."""
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.idle.discard(pid)
+            self.busy.discard(pid)
+
+    def shutdown(self, grace: float) -> None:
+        """SIGTERM the idle children, give busy ones ``grace`` seconds to finish, reap all."""
+        for pid in self.idle:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        self.reap()
+        while (self.idle or self.busy) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self.reap()
+        # A busy child still running after the grace period is left to finish its request;
+        # it is reparented and reaped by init.
 
 
-def serve(socket_path: str, pool_size: int = 4) -> None:
+def _read_available(fd: int) -> bytes:
+    """Everything in a non-blocking pipe now (writes of <= PIPE_BUF are atomic: whole pids)."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def serve(socket_path: str, pool_size: int = 4, shutdown_grace: float = 3.0) -> None:
     """Run the zygote until stdin closes or SIGTERM. Prints ``ready`` when listening.
 
     ``pool_size`` children are forked ahead of time and block in accept(2) on the shared
-    socket, so a request never waits for a fork; each child tells the zygote through a pipe
-    when it is done and is replaced then.
+    socket, so a request never waits for a fork; each child is replaced once it has exited.
+    On the way out, idle children are terminated and busy ones get ``shutdown_grace``
+    seconds (less than WarmExecutor.stop waits) to finish before the zygote exits.
     """
     _preload()
     with contextlib.suppress(FileNotFoundError):
@@ -138,18 +205,25 @@ def serve(socket_path: str, pool_size: int = 4) -> None:
     finally:
         os.umask(old_umask)
     listener.listen(128)
-    # Children are reaped by the kernel: the client gets their result over the socket.
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     stop = False
 
     def _on_term(_signo: int, _frame: Any) -> None:
         nonlocal stop
         stop = True
 
+    # Signals wake the select() below through this pipe: SIGCHLD (a child exited, reap and
+    # replace it) and SIGTERM (stop). Not SIG_IGN for SIGCHLD: the kernel would then reap
+    # children itself and we could not tell when one needs replacing.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda _signo, _frame: None)
     signal.signal(signal.SIGTERM, _on_term)
     taken_r, taken_w = os.pipe()
+    os.set_blocking(taken_r, False)
     stdin_fd = sys.stdin.fileno()
-    idle: set[int] = set()
+    pool = _Pool(listener, taken_w, [taken_r, stdin_fd, wake_r, wake_w])
     gc.freeze()  # keep the preloaded heap shared (copy-on-write) across forks
     try:
         # The socket listens already: connections made from now on wait in its backlog
@@ -161,26 +235,25 @@ def serve(socket_path: str, pool_size: int = 4) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)
         os.close(devnull)
-        for _ in range(pool_size):
-            idle.add(_spawn(listener, taken_w, [taken_r, stdin_fd]))
+        pool.fill(pool_size)
         while not stop:
-            try:
-                readable, _, _ = select.select([taken_r, stdin_fd], [], [], 1.0)
-            except InterruptedError:
-                continue
+            # The timeout is a safety net only: SIGCHLD and SIGTERM wake us through wake_r.
+            readable, _, _ = select.select([taken_r, stdin_fd, wake_r], [], [], 1.0)
             if stdin_fd in readable and not os.read(stdin_fd, 4096):
                 break  # the process that started us is gone
-            if taken_r in readable:
-                data = os.read(taken_r, 4 * 64)  # pipe writes of <= PIPE_BUF are atomic
-                for (pid,) in struct.iter_unpack("=i", data):
-                    idle.discard(pid)
-                    idle.add(_spawn(listener, taken_w, [taken_r, stdin_fd]))
+            if wake_r in readable:
+                _read_available(wake_r)
+            # Busy marks first, then reaping: a child that took a request and died since
+            # must end up in neither set.
+            pool.taken(_read_available(taken_r))
+            pool.reap()
+            if not stop:
+                pool.fill(pool_size)
     finally:
+        pool.taken(_read_available(taken_r))  # a child that just took a request is busy
         # Idle children block in accept(); closing the socket does not wake them, so kill
         # the ones that never took a request (busy ones finish their request and exit).
-        for pid in idle:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        pool.shutdown(shutdown_grace)
         listener.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(socket_path)

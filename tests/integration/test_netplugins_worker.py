@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,92 @@ def test_worker_restarts_after_dying(ours: str, warm: WarmExecutor) -> None:
         time.sleep(0.1)
     else:
         pytest.fail(f"pool children {pool} outlived their zygote")
+
+
+class _RecordingExec:
+    """The real ExecExecutor, remembering what it ran: tells which path served a call."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    def run(
+        self, path: str, env: Mapping[str, str], stdin: bytes, timeout: float
+    ) -> tuple[int, bytes, bytes]:
+        self.paths.append(path)
+        return ExecExecutor().run(path, env, stdin, timeout)
+
+
+def _children(pid: int) -> dict[int, str]:
+    """The direct children of ``pid`` and their state letter (Z: a zombie nobody reaped)."""
+    states = {}
+    for text in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        with_state = Path(f"/proc/{text}/stat").read_text().rsplit(")", 1)[1].split()
+        states[int(text)] = with_state[0]
+    return states
+
+
+def _worker_processes(socket_path: str) -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "pid,ppid,stat,args"], capture_output=True, text=True)
+    return [line for line in ps.stdout.splitlines() if socket_path in line]
+
+
+def test_pool_survives_timed_out_requests(ours: str, tmp_path: Path) -> None:
+    """Each timeout kills a pool child; the zygote replaces it, so the pool never runs dry.
+
+    More requests time out than the pool has children; a request afterwards must still be
+    served by a worker child (never the exec fallback), and nothing is left after stop.
+    """
+    fallback = _RecordingExec()
+    executor = WarmExecutor(fallback=fallback)
+    data_dir = tmp_path / "ipam"
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "npt-w-block",
+        "type": "host-local",
+        "ipam": {"type": "host-local", "subnet": "10.202.240.0/24", "dataDir": str(data_dir)},
+    }
+    (data_dir / "npt-w-block").mkdir(parents=True)
+    # host-local serialises on this flock: while we hold it, every ADD blocks until killed.
+    lock_fd = os.open(data_dir / "npt-w-block" / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    pids: set[int] = set()
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        executor.start()
+        assert executor._proc is not None
+        zygote = executor._proc.pid
+        pids.add(zygote)
+        with support.resources() as res:
+            ns = netns_path(res.new_netns())
+            host_local = os.path.join(ours, "host-local")
+            for i in range(6):  # pool_size is 4
+                env = dict(_env("ADD", ns, ours, "eth0"), CNI_CONTAINERID=f"npt-worker-t{i}")
+                with pytest.raises(PluginTimeoutError, match="warm worker child"):
+                    executor.run(host_local, env, json.dumps(conf).encode(), 1.0)
+        fcntl.flock(lock_fd, fcntl.LOCK_UN)
+        code, out, _ = executor.run(
+            os.path.join(ours, "loopback"), _env("VERSION", "", ours), b"", 30
+        )
+        assert code == 0 and json.loads(out)["cniVersion"]
+        assert fallback.paths == [], "a request went to exec: the pool ran dry"
+        for _ in range(100):  # replacements are forked as killed children are reaped
+            children = _children(zygote)
+            pids.update(children)
+            if len(children) == 4 and "Z" not in children.values():
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"the pool was not refilled to 4 live children: {children}")
+    finally:
+        executor.stop()
+        os.close(lock_fd)
+    for _ in range(100):
+        left = _worker_processes(executor.socket_path)
+        alive = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+        if not left and not alive:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"worker processes outlived stop: {left}, pids {alive}")
 
 
 def test_unreachable_worker_falls_back_to_exec(ours: str, tmp_path: Path) -> None:
