@@ -12,6 +12,7 @@ before it runs, so DEL can replay exactly the same configuration later.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import os
@@ -171,21 +172,77 @@ def cmd_check(args: skel.CmdArgs) -> None:
     delegation.delegate("CHECK", str(delegate["type"]), delegate, args)
 
 
+DEFAULT_IFNAME = "eth0"  # what runtimes name the pod interface; a lost attachment's is unknown
+
+
 def cmd_gc(args: skel.CmdArgs) -> None:
-    """SPEC 1.1 GC: forget saved delegates of containers not in the valid attachments, then
-    let the delegate (bridge -> host-local) release what they still hold."""
+    """SPEC 1.1 GC: tear down this network's attachments missing from the valid ones.
+
+    ``dataDir`` may be shared by several flannel networks, so only saved delegates whose
+    ``name`` is this network's are touched. Each stale one gets its delegate's DEL with the
+    configuration it was set up with (like a runtime's DEL after the netns is gone: empty
+    CNI_NETNS); its file goes only once that DEL succeeded, so a failed teardown is retried at
+    the next GC. Then the delegate's own GC (bridge -> host-local) runs, as before.
+    """
     subnet_file, data_dir, _ = _conf_paths(args.netconf, "")
-    valid = {
-        str(a.get("containerID", "")) for a in args.netconf.get("cni.dev/valid-attachments") or []
-    }
-    with contextlib.suppress(FileNotFoundError):
-        for name in os.listdir(data_dir):
-            if name not in valid and ".tmp" not in name:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(os.path.join(data_dir, name))
+    network = str(args.netconf["name"])
+    attachments = [
+        a for a in args.netconf.get("cni.dev/valid-attachments") or [] if isinstance(a, dict)
+    ]
+    valid = {str(a.get("containerID", "")) for a in attachments}
+    failure: errors.NetPluginError | None = None
+    for container_id in _saved_ids(data_dir):
+        if container_id in valid:
+            continue
+        try:
+            _delete_stale(args, data_dir, network, container_id)
+        except errors.NetPluginError as exc:
+            failure = failure or exc  # go on: one broken leftover must not pin the others
     delegate = build_delegate(args.netconf, read_subnet_env(subnet_file))
-    delegate["cni.dev/valid-attachments"] = args.netconf.get("cni.dev/valid-attachments") or []
+    delegate["cni.dev/valid-attachments"] = attachments
     delegation.delegate("GC", str(delegate["type"]), delegate, args)
+    if failure is not None:
+        raise failure
+
+
+def _saved_ids(data_dir: str) -> list[str]:
+    try:
+        names = os.listdir(data_dir)
+    except FileNotFoundError:
+        return []
+    # ".tmp<pid>" files are saves in progress (see _save), not attachments.
+    return sorted(n for n in names if ".tmp" not in n and os.path.isfile(os.path.join(data_dir, n)))
+
+
+def _delete_stale(args: skel.CmdArgs, data_dir: str, network: str, container_id: str) -> None:
+    path = os.path.join(data_dir, container_id)
+    try:
+        delegate = _load_saved(path)
+    except errors.IOFailure:
+        return  # not a delegate we can read, so not provably this network's: leave it
+    if delegate is None or delegate.get("name") != network or not delegate.get("type"):
+        return
+    env = dict(args.env)
+    env.update(
+        CNI_COMMAND="DEL", CNI_CONTAINERID=container_id, CNI_NETNS="", CNI_IFNAME=DEFAULT_IFNAME
+    )
+    del_args = dataclasses.replace(
+        args,
+        command="DEL",
+        container_id=container_id,
+        netns="",
+        ifname=DEFAULT_IFNAME,
+        netconf=delegate,
+        env=env,
+    )
+    try:
+        delegation.delegate("DEL", str(delegate["type"]), delegate, del_args)
+    except errors.NetPluginError as exc:
+        raise errors.NetPluginError(
+            f"failed to delete stale attachment {container_id}: {exc.msg}", exc.details, exc.code
+        ) from exc
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
 
 
 def cmd_status(args: skel.CmdArgs) -> None:

@@ -3,7 +3,9 @@ left on the host goes, what a valid one holds stays, other networks' state is ne
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +68,68 @@ def test_gc_removes_masquerade_of_lost_attachments_only(
         assert support.nat_rules(chain_name(other, LOST)) == other_rules
         held = [n for n in os.listdir(tmp_path / net) if n[0].isdigit()]
         assert len(held) == 1  # the lost attachment's address went too (IPAM GC)
+
+
+RECORDER = """#!{python}
+import json, os, sys
+keys = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME")
+entry = {{k: os.environ.get(k) for k in keys}}
+entry["conf"] = json.load(sys.stdin)
+with open({log!r}, "a") as fh:
+    fh.write(json.dumps(entry) + "\\n")
+if entry["CNI_COMMAND"] == "DEL" and entry["CNI_CONTAINERID"] == "npt-gcf-stuck":
+    print(json.dumps({{"cniVersion": "1.1.0", "code": 999, "msg": "stuck"}}))
+    sys.exit(1)
+"""
+
+
+def test_flannel_gc_deletes_this_networks_lost_attachments_with_their_saved_delegate(
+    ours: str, tmp_path: Path
+) -> None:
+    """A delegate that records its calls: stale attachments of this network get DEL with the
+    saved configuration (no netns, default ifname), their file goes only when DEL succeeded;
+    another flannel network's files in the shared dataDir and valid attachments are untouched;
+    the delegate's GC runs last."""
+    bin_dir, data_dir, log = tmp_path / "bin", tmp_path / "flannel", tmp_path / "calls.jsonl"
+    bin_dir.mkdir()
+    data_dir.mkdir()
+    recorder = bin_dir / "npt-rec"
+    recorder.write_text(RECORDER.format(python=sys.executable, log=str(log)))
+    recorder.chmod(0o755)
+    subnet_file = tmp_path / "subnet.env"
+    subnet_file.write_text(
+        "FLANNEL_NETWORK=10.202.28.0/22\nFLANNEL_SUBNET=10.202.28.1/24\n"
+        "FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+    )
+    saved = {
+        "npt-gcf-keep": {"name": "npt-gcf", "type": "npt-rec", "cniVersion": "1.1.0"},
+        "npt-gcf-lost": {"name": "npt-gcf", "type": "npt-rec", "cniVersion": "1.1.0", "x": 1},
+        "npt-gcf-stuck": {"name": "npt-gcf", "type": "npt-rec", "cniVersion": "1.1.0"},
+        "npt-gcf-theirs": {"name": "npt-gcf-other", "type": "npt-rec", "cniVersion": "1.1.0"},
+    }
+    for cid, delegate in saved.items():
+        (data_dir / cid).write_text(json.dumps(delegate))
+    conf = {
+        "cniVersion": "1.1.0",
+        "name": "npt-gcf",
+        "type": "flannel",
+        "subnetFile": str(subnet_file),
+        "dataDir": str(data_dir),
+        "delegate": {"type": "npt-rec"},
+        "cni.dev/valid-attachments": [{"containerID": "npt-gcf-keep", "ifname": "eth0"}],
+    }
+    gc = run_plugin(
+        ours, "flannel", "GC", conf, container_id="", ifname="", cni_path=f"{bin_dir}:{ours}"
+    )
+
+    assert gc.error["msg"] == "failed to delete stale attachment npt-gcf-stuck: stuck"
+    assert sorted(os.listdir(data_dir)) == ["npt-gcf-keep", "npt-gcf-stuck", "npt-gcf-theirs"]
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    dels = [c for c in calls if c["CNI_COMMAND"] == "DEL"]
+    assert [(c["CNI_CONTAINERID"], c["CNI_NETNS"], c["CNI_IFNAME"]) for c in dels] == [
+        ("npt-gcf-lost", "", "eth0"),
+        ("npt-gcf-stuck", "", "eth0"),
+    ]
+    assert [c["conf"] for c in dels] == [saved["npt-gcf-lost"], saved["npt-gcf-stuck"]]
+    assert [c["CNI_COMMAND"] for c in calls] == ["DEL", "DEL", "GC"]
+    assert calls[-1]["conf"]["cni.dev/valid-attachments"] == conf["cni.dev/valid-attachments"]
