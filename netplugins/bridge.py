@@ -260,7 +260,9 @@ def cmd_check(args: skel.CmdArgs) -> None:
         peer = host.link_by_index(inner.peer_index)
         if peer is None or peer.master != bridge.index:
             raise errors.CheckFailed(f"the host end of {args.ifname} is not on {conf.bridge}")
+        ipconfig.check_mac(cont, prev, args.ifname)
         ipconfig.check_addresses(cont.addresses(args.ifname), prev, args.ifname)
+        ipconfig.check_routes(cont, prev)
 
 
 PLUGIN = delegation.ipam_backed_spec("bridge", add=cmd_add, delete=cmd_del, check=cmd_check)

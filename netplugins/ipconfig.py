@@ -70,6 +70,43 @@ def check_addresses(present: Iterable[str], prev: dict[str, Any], ifname: str) -
             raise errors.CheckFailed(f"address {ip['address']} missing on {ifname}")
 
 
+def check_routes(ns: Namespace, prev: dict[str, Any]) -> None:
+    """CHECK: every route of the cached result ``prev`` (1.x shape) is in ``ns``'s main table.
+
+    As the reference's ValidateExpectedRoute: same destination, and same gateway when the
+    result names one. A route without ``gw`` was installed via the family's gateway
+    (:func:`configure_interface`), so there any gateway will do.
+    """
+    tables: dict[int, set[tuple[Any, Any]]] = {}
+    for route in prev.get("routes") or []:
+        dst = ipaddress.ip_network(route["dst"], strict=False)
+        if dst.version not in tables:
+            tables[dst.version] = {
+                (ipaddress.ip_network(d, strict=False), ipaddress.ip_address(g) if g else None)
+                for d, g in ns.routes(dst.version)
+            }
+        present = tables[dst.version]
+        gw = route.get("gw")
+        if gw:
+            found = (dst, ipaddress.ip_address(gw)) in present
+        else:
+            found = any(d == dst for d, _ in present)
+        if not found:
+            raise errors.CheckFailed(f"route to {dst} via {gw or '-'} missing in {ns.path}")
+
+
+def check_mac(ns: Namespace, prev: dict[str, Any], ifname: str) -> None:
+    """CHECK: the container interface still has the MAC the cached result recorded (if any)."""
+    for iface in prev.get("interfaces") or []:
+        if iface.get("name") != ifname or not iface.get("sandbox") or not iface.get("mac"):
+            continue
+        have = ns.mac(ifname)
+        if have.lower() != str(iface["mac"]).lower():
+            raise errors.CheckFailed(
+                f"interface {ifname} has MAC {have}, the cached result says {iface['mac']}"
+            )
+
+
 def prev_result_for_check(netconf: dict[str, Any], plugin: str) -> dict[str, Any]:
     """CHECK's cached result as given (SPEC "CHECK": the runtime must pass ``prevResult``)."""
     prev = netconf.get("prevResult")

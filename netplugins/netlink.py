@@ -35,6 +35,7 @@ AF_INET = 2
 AF_INET6 = 10
 # Routes we add are "boot" routes, like those the reference plugins add through netlink.
 RTPROT_BOOT = 3
+RT_TABLE_MAIN = 254
 SCOPE_UNIVERSE = 0
 SCOPE_LINK = 253
 SCOPE_HOST = 254
@@ -426,6 +427,20 @@ class Namespace:
         except NetlinkError as exc:
             if exc.code not in _EXISTS:
                 raise self._fail(f"add route {dst} via {gw} dev {dev}", exc) from exc
+
+    def routes(self, version: int) -> list[tuple[str, str | None]]:
+        """The main table's routes of one IP family as (destination network, gateway or None)."""
+        family = AF_INET if version == 4 else AF_INET6
+        try:
+            msgs = self._ipr.get_routes(family=family, table=RT_TABLE_MAIN)
+        except NetlinkError as exc:
+            raise self._fail(f"list IPv{version} routes", exc) from exc
+        out: list[tuple[str, str | None]] = []
+        for msg in msgs:
+            dst = msg.get("RTA_DST") or ("0.0.0.0" if version == 4 else "::")
+            gw = msg.get("RTA_GATEWAY")
+            out.append((f"{dst}/{msg['dst_len']}", str(gw) if gw else None))
+        return out
 
     def delete_route(self, dst: str, dev: str) -> None:
         """Delete the route to ``dst`` through ``dev`` (e.g. the kernel's subnet route)."""

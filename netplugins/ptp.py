@@ -132,8 +132,10 @@ def cmd_check(args: skel.CmdArgs) -> None:
         inner = cont.link(args.ifname)
         if inner is None or inner.kind != "veth":
             raise errors.CheckFailed(f"veth {args.ifname} is missing in {args.netns}")
-        present = cont.addresses(args.ifname)
-    ipconfig.check_addresses(present, normalize(prev), args.ifname)
+        prev = normalize(prev)
+        ipconfig.check_mac(cont, prev, args.ifname)
+        ipconfig.check_addresses(cont.addresses(args.ifname), prev, args.ifname)
+        ipconfig.check_routes(cont, prev)
 
 
 PLUGIN = delegation.ipam_backed_spec("ptp", add=cmd_add, delete=cmd_del, check=cmd_check)
