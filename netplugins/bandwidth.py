@@ -5,7 +5,8 @@ Rates are bits per second and bursts bits, from the config or the ``bandwidth`` 
 of its veth, so ingress is a TBF on that device. Traffic *from* the pod arrives on the host
 end; Linux can only shape what it sends, so it is redirected to an ifb device
 ``bwp<sha512(network + container id)[:12]>`` with a TBF of its own. Latency is 25 ms, as in the
-reference. DEL removes the ifb device (the veth's qdiscs go with the veth).
+reference. DEL removes the ifb device (the veth's qdiscs go with the veth), and so does GC for
+attachments no longer valid (the device's ifalias names its network and container).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from netplugins import errors, skel
+from netplugins.iptables import comment
 from netplugins.result import normalize
 
 if TYPE_CHECKING:
@@ -109,7 +111,8 @@ def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
             host.set_tbf(veth, conf.ingress_rate, conf.ingress_burst // 8, LATENCY_MS)
         if conf.egress_rate:
             ifb = ifb_name(conf.network, args.container_id)
-            host.ensure_ifb(ifb, host.require_link(veth).mtu)
+            owner = comment(conf.network, args.container_id)
+            host.ensure_ifb(ifb, host.require_link(veth).mtu, alias=owner)
             try:
                 host.redirect_ingress(veth, ifb)
                 host.set_tbf(ifb, conf.egress_rate, conf.egress_burst // 8, LATENCY_MS)
@@ -147,7 +150,38 @@ def cmd_check(args: skel.CmdArgs) -> None:
                 raise errors.CheckFailed(f"bandwidth: no ingress redirect on {veth}")
 
 
-PLUGIN = skel.PluginSpec(name="bandwidth", add=cmd_add, delete=cmd_del, check=cmd_check)
+def cmd_gc(args: skel.CmdArgs) -> None:
+    """SPEC 1.1 GC: remove this network's ifb devices whose container is not valid any more.
+
+    The device name is a hash; ADD labels the device with the ifalias
+    ``name: "<net>" id: "<container id>"`` (the masquerade rules' comment), which is how a
+    leftover of this network is told from another network's. Unlabelled ifb devices (made by
+    the reference plugin) are never touched.
+    """
+    from netplugins import netlink
+
+    name = args.netconf.get("name")
+    if not name:
+        raise errors.ConfigError("failed to garbage collect bandwidth: missing network 'name'")
+    network = str(name)
+    valid = {
+        str(a.get("containerID", ""))
+        for a in args.netconf.get("cni.dev/valid-attachments") or []
+        if isinstance(a, dict)
+    }
+    prefix = comment(network, "")[:-1]  # 'name: "<net>" id: "'
+    with netlink.Namespace() as host:
+        for link in host.links():
+            if link.kind != "ifb" or not link.alias.startswith(prefix):
+                continue
+            container_id = link.alias[len(prefix) : -1]
+            if link.alias != comment(network, container_id) or container_id in valid:
+                continue
+            if link.name == ifb_name(network, container_id):
+                host.delete_link(link.name)
+
+
+PLUGIN = skel.PluginSpec(name="bandwidth", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc)
 
 
 def main() -> None:

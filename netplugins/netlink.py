@@ -59,6 +59,7 @@ class LinkInfo:
     allmulti: bool
     master: int
     peer_index: int
+    alias: str = ""
 
 
 def _link_info(msg: Any) -> LinkInfo:
@@ -76,6 +77,7 @@ def _link_info(msg: Any) -> LinkInfo:
         allmulti=bool(flags & IFF_ALLMULTI),
         master=int(msg.get("IFLA_MASTER") or 0),
         peer_index=int(msg.get("IFLA_LINK") or 0),
+        alias=str(msg.get("IFLA_IFALIAS") or ""),
     )
 
 
@@ -276,14 +278,17 @@ class Namespace:
         return True
 
     # -- traffic control (bandwidth) -------------------------------------------------------
-    def ensure_ifb(self, name: str, mtu: int) -> None:
-        """An ifb device (where redirected ingress gets shaped), up, with ``mtu``."""
+    def ensure_ifb(self, name: str, mtu: int, alias: str = "") -> None:
+        """An ifb device (where redirected ingress gets shaped), up, with ``mtu`` and, when
+        given, ``alias`` (ifalias: who owns the device, for GC)."""
         if self.link(name) is None:
             try:
                 self._ipr.link("add", ifname=name, kind="ifb", mtu=mtu)
             except NetlinkError as exc:
                 if exc.code not in _EXISTS:
                     raise self._fail(f"create ifb device {name}", exc) from exc
+        if alias:
+            self._set(self.index(name), f"set alias of {name}", ifalias=alias)
         self.set_up(name)
 
     def set_tbf(self, dev: str, rate_bits: int, burst_bytes: int, latency_ms: int) -> None:

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from netplugins import ipconfig
+from netplugins.bandwidth import ifb_name
 from netplugins.iptables import chain_name
 from tests.integration import test_netplugins_support as support
-from tests.integration.test_netplugins_support import netns_path, run_plugin
+from tests.integration.test_netplugins_support import ip_json, netns_path, run_plugin
 
 pytestmark = [pytest.mark.integration, support.needs_root]
 
@@ -133,3 +134,42 @@ def test_flannel_gc_deletes_this_networks_lost_attachments_with_their_saved_dele
     assert [c["conf"] for c in dels] == [saved["npt-gcf-lost"], saved["npt-gcf-stuck"]]
     assert [c["CNI_COMMAND"] for c in calls] == ["DEL", "DEL", "GC"]
     assert calls[-1]["conf"]["cni.dev/valid-attachments"] == conf["cni.dev/valid-attachments"]
+
+
+def test_bandwidth_gc_removes_ifb_of_lost_attachments_only(ours: str, tmp_path: Path) -> None:
+    """ifb devices of this network's lost attachments go; the valid one's and another
+    network's (same container id) stay."""
+    net, other = "npt-gcb", "npt-gcb-other"
+    attachments = [(net, KEEP, "10.202.32.0/24"), (net, LOST, "10.202.32.0/24")]
+    attachments.append((other, LOST, "10.202.33.0/24"))
+    with support.resources() as res:
+        for network, cid, subnet in attachments:
+            res.links.append(ifb_name(network, cid))
+            ns = netns_path(res.new_netns())
+            ipam = {"type": "host-local", "subnet": subnet, "dataDir": str(tmp_path)}
+            ptp = {"cniVersion": "1.1.0", "name": network, "type": "ptp", "ipam": ipam}
+            prev = run_plugin(ours, "ptp", "ADD", ptp, netns=ns, container_id=cid).result
+            conf = {
+                "cniVersion": "1.1.0",
+                "name": network,
+                "type": "bandwidth",
+                "egressRate": 500000,
+                "egressBurst": 16000,
+                "prevResult": prev,
+            }
+            assert run_plugin(ours, "bandwidth", "ADD", conf, netns=ns, container_id=cid).code == 0
+        ours_ifbs = {ifb_name(n, c) for n, c, _ in attachments}  # others' devices left out
+        before = {link["ifname"] for link in ip_json("link", "show", "type", "ifb")} & ours_ifbs
+        assert before == ours_ifbs
+
+        gc_conf = {
+            "cniVersion": "1.1.0",
+            "name": net,
+            "type": "bandwidth",
+            "cni.dev/valid-attachments": [{"containerID": KEEP, "ifname": "eth0"}],
+        }
+        gc = run_plugin(ours, "bandwidth", "GC", gc_conf, container_id="", ifname="")
+        assert gc.code == 0, gc.stdout
+
+        after = {link["ifname"] for link in ip_json("link", "show", "type", "ifb")} & ours_ifbs
+        assert after == before - {ifb_name(net, LOST)}
