@@ -4,7 +4,8 @@ Chained after a main plugin: writes ``sysctl`` (network subsystem only, like the
 sets ``mac`` (also from the ``mac`` capability), ``mtu``, ``promisc`` and ``allmulti`` on
 CNI_IFNAME, and passes the previous result on with the new MAC. The original link attributes
 are saved as ``<dataDir>/<container id>_<ifname>.json`` (default dataDir ``/run/cni/tuning``)
-and restored by DEL; sysctls die with the namespace, as with the reference.
+and restored by DEL; sysctls die with the namespace, as with the reference. GC drops the saved
+state of lost attachments, found through owner records in ``<dataDir>/.owners``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from netplugins import errors, nsenter, skel
 from netplugins.result import normalize
 
 DEFAULT_DATA_DIR = "/run/cni/tuning"
+# Beside the reference-format state files: which network each one belongs to (for GC; the
+# state file's name and content stay exactly the reference's).
+OWNERS_DIR = ".owners"
 _MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
 
@@ -59,6 +63,10 @@ def _saved_path(conf: TuningConf, args: skel.CmdArgs) -> str:
     return os.path.join(conf.data_dir, f"{args.container_id}_{args.ifname}.json")
 
 
+def _owner_path(conf: TuningConf, args: skel.CmdArgs) -> str:
+    return os.path.join(conf.data_dir, OWNERS_DIR, f"{args.container_id}_{args.ifname}.json")
+
+
 def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
     from netplugins import netlink
 
@@ -82,6 +90,13 @@ def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
             original["allmulti"] = link.allmulti
         if original:
             _save(_saved_path(conf, args), original)
+            if args.netconf.get("name"):
+                owner = {
+                    "network": str(args.netconf["name"]),
+                    "containerID": args.container_id,
+                    "ifname": args.ifname,
+                }
+                _save(_owner_path(conf, args), owner)
         if conf.mac:
             ns.set_mac(args.ifname, conf.mac)
             for iface in result.get("interfaces") or []:
@@ -114,6 +129,8 @@ def cmd_del(args: skel.CmdArgs) -> None:
         with open(path) as fh:
             original = json.load(fh)
     except FileNotFoundError:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(_owner_path(conf, args))
         return
     except (OSError, ValueError) as exc:
         raise errors.IOFailure(f"failed to read saved tuning state {path}", str(exc)) from exc
@@ -128,8 +145,9 @@ def cmd_del(args: skel.CmdArgs) -> None:
                     ns.set_flag(args.ifname, netlink.IFF_PROMISC, bool(original["promisc"]))
                 if "allmulti" in original:
                     ns.set_flag(args.ifname, netlink.IFF_ALLMULTI, bool(original["allmulti"]))
-    with contextlib.suppress(FileNotFoundError):
-        os.remove(path)
+    for done in (path, _owner_path(conf, args)):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(done)
 
 
 def cmd_check(args: skel.CmdArgs) -> None:
@@ -158,7 +176,47 @@ def cmd_check(args: skel.CmdArgs) -> None:
         raise errors.CheckFailed(f"tuning: {', '.join(wrong)} of {args.ifname} changed")
 
 
-PLUGIN = skel.PluginSpec(name="tuning", add=cmd_add, delete=cmd_del, check=cmd_check)
+def cmd_gc(args: skel.CmdArgs) -> None:
+    """SPEC 1.1 GC: forget the saved state of this network's attachments that are not valid.
+
+    Their interface is gone with their namespace, so there is nothing left to restore. Only
+    state whose owner record names this network is touched: ``dataDir`` is shared by every
+    network using tuning, and state without an owner record (the reference's) is left alone.
+    """
+    name = args.netconf.get("name")
+    if not name:
+        raise errors.ConfigError("failed to garbage collect tuning: missing network 'name'")
+    conf = load_conf(args.netconf)
+    valid = {
+        (str(a.get("containerID", "")), str(a.get("ifname", "")))
+        for a in args.netconf.get("cni.dev/valid-attachments") or []
+        if isinstance(a, dict)
+    }
+    owners = os.path.join(conf.data_dir, OWNERS_DIR)
+    try:
+        names = sorted(os.listdir(owners))
+    except FileNotFoundError:
+        return
+    for entry in names:
+        if ".tmp" in entry or not entry.endswith(".json"):
+            continue  # a save in progress (see _save)
+        owner_file = os.path.join(owners, entry)
+        try:
+            with open(owner_file) as fh:
+                owner = json.load(fh)
+        except (OSError, ValueError):
+            continue  # unreadable: not provably this network's
+        if not isinstance(owner, dict) or owner.get("network") != name:
+            continue
+        attachment = (str(owner.get("containerID", "")), str(owner.get("ifname", "")))
+        if attachment in valid or entry != f"{attachment[0]}_{attachment[1]}.json":
+            continue
+        for done in (os.path.join(conf.data_dir, entry), owner_file):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(done)
+
+
+PLUGIN = skel.PluginSpec(name="tuning", add=cmd_add, delete=cmd_del, check=cmd_check, gc=cmd_gc)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from netplugins import ipconfig
 from netplugins.bandwidth import ifb_name
 from netplugins.iptables import chain_name
 from tests.integration import test_netplugins_support as support
-from tests.integration.test_netplugins_support import ip_json, netns_path, run_plugin
+from tests.integration.test_netplugins_support import ip_json, netns_path, run_plugin, sh
 
 pytestmark = [pytest.mark.integration, support.needs_root]
 
@@ -173,3 +173,48 @@ def test_bandwidth_gc_removes_ifb_of_lost_attachments_only(ours: str, tmp_path: 
 
         after = {link["ifname"] for link in ip_json("link", "show", "type", "ifb")} & ours_ifbs
         assert after == before - {ifb_name(net, LOST)}
+
+
+def test_tuning_gc_forgets_state_of_lost_attachments_only(ours: str, tmp_path: Path) -> None:
+    """Saved state of this network's lost attachment goes (with its owner record); the valid
+    one's, another network's (same container id) and ownerless (reference) state stay."""
+    net, other = "npt-gct", "npt-gct-other"
+    (tmp_path / "npt-gct-ref_eth0.json").write_text('{"mtu": 1500}')
+    with support.resources() as res:
+        for network, cid, ifname in (
+            (net, KEEP, "eth0"),
+            (net, LOST, "eth0"),
+            (other, LOST, "net1"),
+        ):
+            ns = res.new_netns()
+            sh("ip", "link", "add", ifname, "type", "veth", "peer", "name", "peer0", netns=ns)
+            conf = {
+                "cniVersion": "1.1.0",
+                "name": network,
+                "type": "tuning",
+                "mtu": 1300,
+                "dataDir": str(tmp_path),
+                "prevResult": {
+                    "cniVersion": "1.1.0",
+                    "interfaces": [{"name": ifname, "sandbox": netns_path(ns)}],
+                },
+            }
+            add = run_plugin(
+                ours, "tuning", "ADD", conf, netns=netns_path(ns), container_id=cid, ifname=ifname
+            )
+            assert add.code == 0, add.stdout
+        gc_conf = {
+            "cniVersion": "1.1.0",
+            "name": net,
+            "type": "tuning",
+            "dataDir": str(tmp_path),
+            "cni.dev/valid-attachments": [{"containerID": KEEP, "ifname": "eth0"}],
+        }
+        gc = run_plugin(ours, "tuning", "GC", gc_conf, container_id="", ifname="")
+        assert gc.code == 0, gc.stdout
+
+    kept = [f"{KEEP}_eth0.json", f"{LOST}_net1.json"]
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(
+        [*kept, "npt-gct-ref_eth0.json"]
+    )
+    assert sorted(p.name for p in tmp_path.glob(".owners/*")) == sorted(kept)

@@ -62,7 +62,8 @@ def _exercise(plugin_dir: str, extra: dict[str, Any], tmp: Path) -> dict[str, An
         result = run_plugin(plugin_dir, "tuning", "ADD", conf, netns=netns_path(ns)).result
         after_add = _link_state(ns)
         sysctls = {k: sh("sysctl", "-n", k, netns=ns).strip() for k in conf.get("sysctl", {})}
-        saved = {p.name: json.loads(p.read_text()) for p in data_dir.glob("*")}
+        # Our owner records (for GC) live in .owners/, which the reference does not have.
+        saved = {p.name: json.loads(p.read_text()) for p in data_dir.glob("*") if p.is_file()}
         check = run_plugin(
             plugin_dir, "tuning", "CHECK", dict(conf, prevResult=result), netns=netns_path(ns)
         )
@@ -87,7 +88,10 @@ def _exercise(plugin_dir: str, extra: dict[str, Any], tmp: Path) -> dict[str, An
             "saved": saved,
             "check": check.code,
             "after_del": after_del,
-            "left": sorted(p.name for p in data_dir.glob("*")) if data_dir.exists() else [],
+            "left": sorted(p.name for p in data_dir.glob("*") if p.name != ".owners")
+            if data_dir.exists()
+            else [],
+            "owners_left": sorted(p.name for p in data_dir.glob(".owners/*")),
         }
 
 
