@@ -293,15 +293,7 @@ def leftovers(shim: Shim, plan: NetworkPlan | None, sandbox_ids: set[str]) -> Ho
     veths: list[str] = []
     reservations: list[str] = []
     if plan is not None:
-        links = json.loads(
-            subprocess.run(
-                ["ip", "-j", "link", "show", "type", "veth"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
-        veths = [link["ifname"] for link in links if link.get("master") == plan.bridge]
+        veths = veths_on(plan.bridge)
         net_dir = os.path.join(plan.data_dir, plan.name)
         if os.path.isdir(net_dir):
             reservations = [
@@ -318,6 +310,14 @@ def leftovers(shim: Shim, plan: NetworkPlan | None, sandbox_ids: set[str]) -> Ho
     netns_dir = os.path.join(shim.root, "netns")
     pinned = os.listdir(netns_dir) if os.path.isdir(netns_dir) else []
     return HostLeftovers(mine, veths, reservations, cache, rules, pinned)
+
+
+def veths_on(bridge: str) -> list[str]:
+    """The host's veth ends attached to `bridge`."""
+    out = subprocess.run(
+        ["ip", "-j", "link", "show", "type", "veth"], capture_output=True, text=True, check=True
+    ).stdout
+    return [link["ifname"] for link in json.loads(out) if link.get("master") == bridge]
 
 
 def force_cleanup(shim: Shim, plan: NetworkPlan | None, sandbox_ids: set[str]) -> None:

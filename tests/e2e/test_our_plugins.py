@@ -5,9 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -21,21 +19,10 @@ from tests.e2e.harness import (
     leftovers,
     netns_addresses,
     netns_link_up,
-    new_workdir,
     tool,
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def our_bin_dir() -> Iterator[str]:
-    directory = new_workdir()
-    subprocess.run(
-        [sys.executable, "-m", "netplugins", "install", directory], check=True, capture_output=True
-    )
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

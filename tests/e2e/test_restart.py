@@ -78,12 +78,7 @@ def test_restart_after_kill_mid_life_then_gc(
         bin_dirs = [our_bin_dir]
     with running_shim(plan, pods, bin_dirs=bin_dirs) as shim:
         sid = pods.add(shim.run_pod(pod_config()))
-        shim.kill(signal.SIGKILL)
-        subprocess_run(["/usr/bin/docker", "rm", "-f", sid])
-        netns_dir = os.path.join(shim.root, "netns")
-        for entry in os.listdir(netns_dir):
-            subprocess_run(["umount", "-l", os.path.join(netns_dir, entry)])
-        shutil.rmtree(shim.root)
+        _lose_everything_but_the_cni_cache(shim, sid)
         shim.start()
         assert shim.list_pods() == []
         left = leftovers(shim, plan, {sid})
@@ -92,6 +87,17 @@ def test_restart_after_kill_mid_life_then_gc(
 
 def subprocess_run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=False, capture_output=True)
+
+
+def _lose_everything_but_the_cni_cache(shim: Shim, sandbox_id: str) -> None:
+    """The shim dies, its pod's container and namespace go (as after a reboot), and its root
+    dir is wiped: only the CNI result cache still knows what the pod held."""
+    shim.kill(signal.SIGKILL)
+    subprocess_run(["/usr/bin/docker", "rm", "-f", sandbox_id])
+    netns_dir = os.path.join(shim.root, "netns")
+    for entry in os.listdir(netns_dir):
+        subprocess_run(["umount", "-l", os.path.join(netns_dir, entry)])
+    shutil.rmtree(shim.root)
 
 
 def test_uncheckpointed_container_is_adopted_only_by_its_owner(shim: Shim, pods: Pods) -> None:
@@ -199,12 +205,7 @@ def test_gc_collects_a_network_renamed_while_down(
     starts again: its cached attachments are still collected, from their cached config."""
     with running_shim(plan, pods, bin_dirs=[our_bin_dir]) as shim:
         sid = pods.add(shim.run_pod(pod_config()))
-        shim.kill(signal.SIGKILL)
-        subprocess_run(["/usr/bin/docker", "rm", "-f", sid])
-        netns_dir = os.path.join(shim.root, "netns")
-        for entry in os.listdir(netns_dir):
-            subprocess_run(["umount", "-l", os.path.join(netns_dir, entry)])
-        shutil.rmtree(shim.root)
+        _lose_everything_but_the_cni_cache(shim, sid)
         renamed = dataclasses.replace(plan, name="crishim-e2e-renamed")
         shim.write_conf("10-e2e.conflist", renamed.conflist())
         shim.start()

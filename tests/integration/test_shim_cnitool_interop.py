@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from shim.pod_network import PodNetwork
+from tests.e2e.harness import veths_on
 
 pytestmark = pytest.mark.integration
 
@@ -62,15 +63,7 @@ class Setup:
             if os.path.isdir(net_dir)
             else []
         )
-        links = json.loads(
-            subprocess.run(
-                ["ip", "-j", "link", "show", "type", "veth"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )
-        veths = [link["ifname"] for link in links if link.get("master") == self.bridge]
+        veths = veths_on(self.bridge)
         results = os.path.join(self.cache_dir, "results")
         cached = (
             [f for f in os.listdir(results) if f.startswith("crsci-")]
