@@ -30,8 +30,8 @@ from typing import Any
 
 import grpc
 
-import shim.sandbox_run
-import shim.sandbox_stop
+import shim.sandbox.run
+import shim.sandbox.stop
 import shim.servicer
 from bench.bench_shim import ShimPods
 from bench.floor import FloorPods, probe_oom_score_adj
@@ -102,8 +102,8 @@ def instrument_shim(rec: Recorder, ctx: ShimContext) -> None:
                 rec.wrap(cache, attr, f"cni cache {attr}")
     # Names imported into the verb modules are the ones the verbs call.
     for module, names in (
-        (shim.sandbox_run, ("pin", "same_namespace", "unpin")),
-        (shim.sandbox_stop, ("unpin",)),
+        (shim.sandbox.run, ("pin", "same_namespace", "unpin")),
+        (shim.sandbox.stop, ("unpin",)),
     ):
         for name in names:
             if hasattr(module, name):

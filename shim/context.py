@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from cnilib.atomic import write_atomic
 from shim.config import ShimConfig
-from shim.infra_runtime import InfraRuntime
-from shim.pod_network import PodNetwork
-from shim.sandbox_store import SandboxStore
+from shim.engine.protocol import InfraRuntime
+from shim.sandbox.network import PodNetwork
+from shim.store.sandbox_store import SandboxStore
 
 
 @dataclass

@@ -12,12 +12,12 @@ import threading
 from netplugins.warm import WarmExecutor
 from shim.config import ShimConfig, parse_args
 from shim.context import PodCIDRs, ShimContext
-from shim.docker_infra import DockerInfraRuntime
+from shim.engine.docker_engine import DockerInfraRuntime
 from shim.oom import infra_oom_score_adj
-from shim.pod_network import PodNetwork
 from shim.recovery import recover
-from shim.sandbox_store import SandboxStore
+from shim.sandbox.network import PodNetwork
 from shim.server import build_server
+from shim.store.sandbox_store import SandboxStore
 
 log = logging.getLogger("shim")
 

@@ -8,9 +8,9 @@ import logging
 
 from cri_api import api_pb2
 from shim.context import ShimContext
-from shim.infra_runtime import InfraState
-from shim.sandbox_record import NetworkPhase, SandboxRecord
-from shim.sandbox_run import LABEL_ATTEMPT, LABEL_POD_NAME, LABEL_POD_NAMESPACE, LABEL_POD_UID
+from shim.engine import labels as L
+from shim.engine.protocol import InfraState
+from shim.store.sandbox_record import NetworkPhase, SandboxRecord
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,10 @@ def recover(ctx: ShimContext) -> None:
 def _adopt(ctx: ShimContext, container: InfraState) -> None:
     labels = container.labels
     metadata = api_pb2.PodSandboxMetadata(
-        name=labels.get(LABEL_POD_NAME, ""),
-        namespace=labels.get(LABEL_POD_NAMESPACE, ""),
-        uid=labels.get(LABEL_POD_UID, ""),
-        attempt=int(labels.get(LABEL_ATTEMPT, "0") or 0),
+        name=labels.get(L.POD_NAME, ""),
+        namespace=labels.get(L.POD_NAMESPACE, ""),
+        uid=labels.get(L.POD_UID, ""),
+        attempt=int(labels.get(L.ATTEMPT, "0") or 0),
     )
     config = api_pb2.PodSandboxConfig(metadata=metadata)
     record = SandboxRecord(

@@ -9,9 +9,9 @@ from dataclasses import asdict
 
 from cri_api import api_pb2
 from shim import __version__
-from shim.cni_translate import split_pod_cidrs
 from shim.context import ShimContext
 from shim.errors import InvalidArgumentError, ShimError
+from shim.sandbox.cni_translate import split_pod_cidrs
 
 log = logging.getLogger(__name__)
 

@@ -5,13 +5,19 @@ from __future__ import annotations
 import grpc
 
 from cri_api import api_pb2
-from shim import images, runtime_info
+from shim import runtime_info
 from shim.context import ShimContext
 from shim.grpc_errors import maps_errors
-from shim.sandbox_remove import remove_pod_sandbox
-from shim.sandbox_run import run_pod_sandbox
-from shim.sandbox_status import list_pod_sandbox, pod_sandbox_status
-from shim.sandbox_stop import stop_pod_sandbox
+from shim.image.fs_info import image_fs_info
+from shim.image.list import list_images
+from shim.image.pull import pull_image
+from shim.image.remove import remove_image
+from shim.image.status import image_status
+from shim.sandbox.list import list_pod_sandbox
+from shim.sandbox.remove import remove_pod_sandbox
+from shim.sandbox.run import run_pod_sandbox
+from shim.sandbox.status import pod_sandbox_status
+from shim.sandbox.stop import stop_pod_sandbox
 
 Ctx = grpc.ServicerContext
 
@@ -86,29 +92,29 @@ class ImageService:
     def ListImages(
         self, request: api_pb2.ListImagesRequest, context: Ctx
     ) -> api_pb2.ListImagesResponse:
-        return images.list_images(self._ctx, request)
+        return list_images(self._ctx, request)
 
     @maps_errors
     def ImageStatus(
         self, request: api_pb2.ImageStatusRequest, context: Ctx
     ) -> api_pb2.ImageStatusResponse:
-        return images.image_status(self._ctx, request)
+        return image_status(self._ctx, request)
 
     @maps_errors
     def PullImage(
         self, request: api_pb2.PullImageRequest, context: Ctx
     ) -> api_pb2.PullImageResponse:
-        return images.pull_image(self._ctx, request)
+        return pull_image(self._ctx, request)
 
     @maps_errors
     def RemoveImage(
         self, request: api_pb2.RemoveImageRequest, context: Ctx
     ) -> api_pb2.RemoveImageResponse:
-        images.remove_image(self._ctx, request)
+        remove_image(self._ctx, request)
         return api_pb2.RemoveImageResponse()
 
     @maps_errors
     def ImageFsInfo(
         self, request: api_pb2.ImageFsInfoRequest, context: Ctx
     ) -> api_pb2.ImageFsInfoResponse:
-        return images.image_fs_info(self._ctx)
+        return image_fs_info(self._ctx)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from shim.pod_network import PodNetwork
+from shim.sandbox.network import PodNetwork
 from tests.e2e.harness import veths_on
 
 pytestmark = pytest.mark.integration

@@ -34,7 +34,7 @@ def test_no_forbidden_import_in_source(package: str, forbidden: str) -> None:
 
 def test_running_shim_modules_do_not_load_pyroute2() -> None:
     code = (
-        "import sys, shim.main, shim.servicer, shim.pod_network;"
+        "import sys, shim.main, shim.servicer, shim.sandbox.network;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'pyroute2'))"
     )
     out = subprocess.run(

@@ -7,14 +7,14 @@ import os
 import pytest
 
 from shim.errors import InvalidArgumentError, NotFoundError
-from shim.sandbox_record import (
+from shim.store.sandbox_record import (
     NetworkAttachment,
     NetworkPhase,
     SandboxRecord,
     SandboxState,
     ips_of_result,
 )
-from shim.sandbox_store import SandboxStore
+from shim.store.sandbox_store import SandboxStore
 from shim.undo import UndoStack
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from cri_api import api_pb2
-from shim.cni_translate import (
+from shim.sandbox.cni_translate import (
     capability_args,
     cni_args,
     port_mappings,

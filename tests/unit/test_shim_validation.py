@@ -7,7 +7,7 @@ import pytest
 from cri_api import api_pb2
 from shim.config import ShimConfig, parse_args
 from shim.errors import InvalidArgumentError
-from shim.pod_validation import validate_sandbox_config
+from shim.sandbox.validation import validate_sandbox_config
 
 
 def _config(**meta: object) -> api_pb2.PodSandboxConfig:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from shim.context import ShimContext
-from shim.sandbox_stop import stop_locked
+from shim.sandbox.stop import stop_locked
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""PodSandboxStatus and ListPodSandbox: what the checkpoint says, corrected by what Docker says
+"""PodSandboxStatus: what the checkpoint says, corrected by what Docker says
 (a READY sandbox whose infra container died is NOTREADY, so kubelet recreates it)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 from cri_api import api_pb2
 from shim.context import ShimContext
 from shim.errors import NotFoundError
-from shim.sandbox_record import SandboxRecord, SandboxState
+from shim.sandbox.convert import sandbox_metadata, sandbox_state
+from shim.store.sandbox_record import SandboxRecord
 
 
 def pod_sandbox_status(
@@ -25,15 +26,15 @@ def pod_sandbox_status(
     running = infra is not None and infra.running
     status = api_pb2.PodSandboxStatus(
         id=record.id,
-        metadata=_metadata(record),
-        state=_state(record, running),
+        metadata=sandbox_metadata(record),
+        state=sandbox_state(record, running),
         created_at=record.created_at,
         labels=record.labels,
         annotations=record.annotations,
         runtime_handler=record.runtime_handler,
     )
     ips = record.ips
-    if ips and _state(record, running) == api_pb2.SANDBOX_READY:
+    if ips and sandbox_state(record, running) == api_pb2.SANDBOX_READY:
         status.network.ip = ips[0]
         status.network.additional_ips.extend(api_pb2.PodIP(ip=ip) for ip in ips[1:])
     options = status.linux.namespaces.options
@@ -46,47 +47,6 @@ def pod_sandbox_status(
     if verbose:
         response.info["info"] = json.dumps(_verbose_info(record, infra is not None, running))
     return response
-
-
-def list_pod_sandbox(
-    ctx: ShimContext, request: api_pb2.ListPodSandboxRequest
-) -> api_pb2.ListPodSandboxResponse:
-    flt = request.filter if request.HasField("filter") else None
-    running = {c.id for c in ctx.infra.list_infra() if c.running}
-    items = []
-    for record in sorted(ctx.store.all(), key=lambda r: r.created_at):
-        state = _state(record, record.id in running)
-        if flt is not None:
-            if flt.id and not record.id.startswith(flt.id):
-                continue
-            if flt.HasField("state") and flt.state.state != state:
-                continue
-            if any(record.labels.get(k) != v for k, v in flt.label_selector.items()):
-                continue
-        items.append(
-            api_pb2.PodSandbox(
-                id=record.id,
-                metadata=_metadata(record),
-                state=state,
-                created_at=record.created_at,
-                labels=record.labels,
-                annotations=record.annotations,
-                runtime_handler=record.runtime_handler,
-            )
-        )
-    return api_pb2.ListPodSandboxResponse(items=items)
-
-
-def _state(record: SandboxRecord, running: bool) -> api_pb2.PodSandboxState.ValueType:
-    if record.state is SandboxState.READY and running:
-        return api_pb2.SANDBOX_READY
-    return api_pb2.SANDBOX_NOTREADY
-
-
-def _metadata(record: SandboxRecord) -> api_pb2.PodSandboxMetadata:
-    return api_pb2.PodSandboxMetadata(
-        name=record.name, namespace=record.namespace, uid=record.uid, attempt=record.attempt
-    )
 
 
 def _config(record: SandboxRecord) -> api_pb2.PodSandboxConfig:

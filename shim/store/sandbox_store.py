@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from cnilib.atomic import remove_file, write_atomic
 from cnilib.locks import KeyedLocks
 from shim.errors import InvalidArgumentError, NotFoundError
-from shim.sandbox_record import SandboxRecord
+from shim.store.sandbox_record import SandboxRecord
 
 log = logging.getLogger(__name__)
 

@@ -10,16 +10,11 @@ from typing import Any
 import docker
 import docker.errors
 
+from shim.engine import labels as L
+from shim.engine.protocol import ImageInfo, InfraSpec, InfraState
 from shim.errors import ImageNotPresentError, InfraRuntimeError
-from shim.infra_runtime import ImageInfo, InfraSpec, InfraState
 
 log = logging.getLogger(__name__)
-
-# Every infra container we create carries these labels: they are how a restarted shim finds the
-# containers it may have created but not yet checkpointed. The owner (the shim's root directory)
-# keeps two shims on one Docker engine (tests, benchmarks) from adopting each other's pods.
-SANDBOX_LABEL = "io.cri-shim.sandbox"
-OWNER_LABEL = "io.cri-shim.root"
 
 
 class DockerInfraRuntime:
@@ -59,7 +54,7 @@ class DockerInfraRuntime:
                 spec.image,
                 name=spec.name,
                 hostname=None if spec.host_network else (spec.hostname or None),
-                labels={**spec.labels, SANDBOX_LABEL: "true", OWNER_LABEL: self._owner},
+                labels={**spec.labels, L.SANDBOX: "true", L.OWNER: self._owner},
                 host_config=host_config,
             )
         except docker.errors.ImageNotFound as err:
@@ -140,7 +135,7 @@ class DockerInfraRuntime:
         try:
             listed = self._api.containers(
                 all=True,
-                filters={"label": [f"{SANDBOX_LABEL}=true", f"{OWNER_LABEL}={self._owner}"]},
+                filters={"label": [f"{L.SANDBOX}=true", f"{L.OWNER}={self._owner}"]},
             )
         except docker.errors.DockerException as err:
             raise InfraRuntimeError(f"failed to list infra containers: {_reason(err)}") from err

@@ -21,8 +21,8 @@ from cnilib.errors import CNIError
 from cnilib.invoke import PluginExecutor
 from cnilib.types import GCAttachment, NetworkConfigList, Result, RuntimeConf
 from shim.errors import FailedPreconditionError, NetworkSetupError
-from shim.netns_pin import is_pinned
-from shim.sandbox_record import NetworkAttachment
+from shim.sandbox.netns_pin import is_pinned
+from shim.store.sandbox_record import NetworkAttachment
 
 log = logging.getLogger(__name__)
 

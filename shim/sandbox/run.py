@@ -8,25 +8,17 @@ import time
 
 from cnilib.types import NetworkConfigList
 from cri_api import api_pb2
-from shim.cni_translate import capability_args, cni_args, resolv_conf
 from shim.context import ShimContext
+from shim.engine import labels as L
+from shim.engine.protocol import InfraSpec
 from shim.errors import AlreadyExistsError, ImageNotPresentError, InfraRuntimeError, ShimError
-from shim.infra_runtime import InfraSpec
-from shim.netns_pin import pin, same_namespace, unpin
-from shim.pod_validation import validate_sandbox_config
-from shim.sandbox_record import NetworkPhase, SandboxRecord, SandboxState, name_key
+from shim.sandbox.cni_translate import capability_args, cni_args, resolv_conf
+from shim.sandbox.netns_pin import pin, same_namespace, unpin
+from shim.sandbox.validation import validate_sandbox_config
+from shim.store.sandbox_record import NetworkPhase, SandboxRecord, SandboxState, name_key
 from shim.undo import UndoStack
 
 log = logging.getLogger(__name__)
-
-# Labels that let a restarted shim (or a person with `docker ps`) tell what a container is.
-# The io.kubernetes.* names are the ones cri-dockerd uses.
-LABEL_POD_NAME = "io.kubernetes.pod.name"
-LABEL_POD_NAMESPACE = "io.kubernetes.pod.namespace"
-LABEL_POD_UID = "io.kubernetes.pod.uid"
-LABEL_CONTAINER_TYPE = "io.kubernetes.docker.type"
-LABEL_CONTAINER_NAME = "io.kubernetes.container.name"
-LABEL_ATTEMPT = "io.cri-shim.attempt"
 
 
 def run_pod_sandbox(ctx: ShimContext, request: api_pb2.RunPodSandboxRequest) -> str:
@@ -181,12 +173,12 @@ def _infra_spec(
     labels = dict(config.labels)
     labels.update(
         {
-            LABEL_POD_NAME: meta.name,
-            LABEL_POD_NAMESPACE: meta.namespace,
-            LABEL_POD_UID: meta.uid,
-            LABEL_ATTEMPT: str(meta.attempt),
-            LABEL_CONTAINER_TYPE: "podsandbox",
-            LABEL_CONTAINER_NAME: "POD",
+            L.POD_NAME: meta.name,
+            L.POD_NAMESPACE: meta.namespace,
+            L.POD_UID: meta.uid,
+            L.ATTEMPT: str(meta.attempt),
+            L.CONTAINER_TYPE: L.TYPE_SANDBOX,
+            L.CONTAINER_NAME: "POD",
         }
     )
     return InfraSpec(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 
 from shim.context import ShimContext
-from shim.netns_pin import unpin
-from shim.sandbox_record import NetworkPhase, SandboxRecord, SandboxState
+from shim.sandbox.netns_pin import unpin
+from shim.store.sandbox_record import NetworkPhase, SandboxRecord, SandboxState
 
 log = logging.getLogger(__name__)
 
