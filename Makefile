@@ -26,6 +26,7 @@ $(VENV)/.installed: pyproject.toml
 
 pause-image: host
 	bash scripts/pause-image.sh
+	bash scripts/test-image.sh
 
 test-tools: venv
 	bash scripts/test-tools.sh

@@ -11,6 +11,7 @@ from cnilib.atomic import write_atomic
 from shim.config import ShimConfig
 from shim.engine.protocol import InfraRuntime
 from shim.sandbox.network import PodNetwork
+from shim.store.container_store import ContainerStore
 from shim.store.sandbox_store import SandboxStore
 
 
@@ -44,6 +45,7 @@ class ShimContext:
     network: PodNetwork
     pod_cidrs: PodCIDRs
     infra_oom_score_adj: int
+    containers: ContainerStore = field(default_factory=ContainerStore)
 
     def netns_path(self, sandbox_id: str) -> str:
         return os.path.join(self.config.root_directory, "netns", sandbox_id)

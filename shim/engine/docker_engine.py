@@ -26,6 +26,11 @@ class DockerInfraRuntime:
             base_url=endpoint, version="auto", timeout=timeout, max_pool_size=32
         )
 
+    @property
+    def client(self) -> docker.APIClient:
+        """The low-level client, for the engine modules beside this one (logs, exec, stats)."""
+        return self._api
+
     def ping(self) -> None:
         try:
             self._api.ping()

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 
 from cnilib.atomic import remove_file, write_atomic
 from cnilib.locks import KeyedLocks
-from shim.errors import InvalidArgumentError, NotFoundError
+from shim.errors import NotFoundError
+from shim.store.ids import resolve_prefix
 from shim.store.sandbox_record import SandboxRecord
 
 log = logging.getLogger(__name__)
@@ -75,21 +76,10 @@ class SandboxStore:
         return None
 
     def resolve(self, id_or_prefix: str) -> str:
-        """The full id for an id or a unique prefix of one (crictl prints 13-character ids)."""
-        if not id_or_prefix:
-            raise InvalidArgumentError("pod sandbox id is empty")
+        """The full id for an id or a unique prefix of one."""
         with self._guard:
-            if id_or_prefix in self._records:
-                return id_or_prefix
-            matches = [i for i in self._records if i.startswith(id_or_prefix)]
-        if not matches:
-            raise NotFoundError(f"pod sandbox {id_or_prefix!r} not found")
-        if len(matches) > 1:
-            raise InvalidArgumentError(
-                f"pod sandbox id prefix {id_or_prefix!r} is ambiguous: it matches {len(matches)}"
-                " sandboxes"
-            )
-        return matches[0]
+            ids = list(self._records)
+        return resolve_prefix(ids, id_or_prefix, "pod sandbox")
 
     @contextmanager
     def locked_record(self, id_or_prefix: str) -> Iterator[SandboxRecord | None]:
