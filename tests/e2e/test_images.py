@@ -3,8 +3,10 @@ no registry is reachable) and the image filesystem."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Iterator
 
@@ -20,37 +22,51 @@ pytestmark = [
 PAUSE = "registry.k8s.io/pause:3.10"
 
 
+def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["/usr/bin/docker", *args], capture_output=True, text=True, check=check)
+
+
 @pytest.fixture
-def scratch_image() -> Iterator[str]:
-    """A throwaway tag of the local pause image, so removal can be tested without a registry."""
-    tag = f"crishim-e2e/scratch:{uuid.uuid4().hex[:8]}"
-    subprocess.run(["/usr/bin/docker", "tag", PAUSE, tag], check=True, capture_output=True)
-    yield tag
-    subprocess.run(["/usr/bin/docker", "rmi", tag], check=False, capture_output=True)
+def scratch_image() -> Iterator[tuple[str, str]]:
+    """A throwaway image of its own (a unique label gives it its own id) with two tags, so
+    removal can be tested without a registry and without touching the pause image."""
+    marker = uuid.uuid4().hex[:8]
+    tag, alias = f"crishim-e2e/scratch:{marker}", f"crishim-e2e/scratch-alias:{marker}"
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:  # CRI clients refuse a 0-byte image
+        info = tarfile.TarInfo("marker")
+        info.size = len(marker)
+        tar.addfile(info, io.BytesIO(marker.encode()))
+    subprocess.run(
+        ["/usr/bin/docker", "import", "-", tag],
+        input=archive.getvalue(),
+        check=True,
+        capture_output=True,
+    )
+    _docker("tag", tag, alias)
+    yield tag, alias
+    _docker("rmi", "-f", tag, alias, check=False)
 
 
-def test_images_list_inspect_remove(shim: Shim, scratch_image: str) -> None:
+def test_images_list_inspect_remove(shim: Shim, scratch_image: tuple[str, str]) -> None:
+    tag, alias = scratch_image
     listed = json.loads(shim.crictl("images", "-o", "json").stdout)["images"]
     tags = {t for image in listed for t in image["repoTags"]}
-    assert {PAUSE, scratch_image} <= tags
+    assert {PAUSE, tag, alias} <= tags
 
-    status = json.loads(shim.crictl("inspecti", scratch_image).stdout)
-    docker_id = subprocess.run(
-        ["/usr/bin/docker", "image", "inspect", "-f", "{{.Id}}", PAUSE],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    status = json.loads(shim.crictl("inspecti", tag).stdout)
+    docker_id = _docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.strip()
     assert status["status"]["id"] == docker_id
-    assert scratch_image in status["status"]["repoTags"]
+    assert {tag, alias} <= set(status["status"]["repoTags"])
 
-    shim.crictl("rmi", scratch_image)
-    gone = subprocess.run(
-        ["/usr/bin/docker", "image", "inspect", scratch_image], capture_output=True, check=False
-    )
-    assert gone.returncode != 0
-    missing = shim.crictl("inspecti", scratch_image, check=False)
-    assert missing.returncode != 0
+    # Removing by one tag removes the image with every tag (Docker alone would refuse the id,
+    # "referenced in multiple repositories"); the pause image is untouched.
+    shim.crictl("rmi", tag)
+    for name in (tag, alias, docker_id):
+        assert _docker("image", "inspect", name, check=False).returncode != 0
+    assert _docker("image", "inspect", PAUSE, check=False).returncode == 0
+    # Removing an absent image is a success (RemoveImage is idempotent).
+    shim.crictl("rmi", docker_id)
 
 
 def test_pull_failure_is_reported(shim: Shim) -> None:
