@@ -10,6 +10,7 @@ from cnilib.types import NetworkConfigList
 from cri_api import api_pb2
 from shim.context import ShimContext
 from shim.engine import labels as L
+from shim.engine.naming import sandbox_name
 from shim.engine.protocol import InfraSpec
 from shim.errors import AlreadyExistsError, ImageNotPresentError, InfraRuntimeError, ShimError
 from shim.sandbox.cni_translate import capability_args, cni_args, resolv_conf
@@ -182,7 +183,7 @@ def _infra_spec(
         }
     )
     return InfraSpec(
-        name=f"k8s_POD_{meta.name}_{meta.namespace}_{meta.uid}_{meta.attempt}",
+        name=sandbox_name(meta.name, meta.namespace, meta.uid, meta.attempt),
         image=image,
         hostname=config.hostname,
         labels=labels,

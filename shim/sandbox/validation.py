@@ -1,8 +1,11 @@
 """Checks on a PodSandboxConfig before anything is created.
 
-Names end up in a Docker container name, in CNI_ARGS (`k=v;k=v`, which has no escaping, so `;`
-or `=` in a value would forge arguments) and in file names, so they are held to the Kubernetes
-name rules rather than merely "non-empty".
+The CRI accepts any non-empty name, namespace and uid: Kubernetes' naming rules are the API
+server's business, and critest sends names such as `PodSandbox-for-create-test-<uuid>`. What
+cannot be carried safely is refused: the names end up in CNI_ARGS (`k=v;k=v`, which has no
+escaping, so `;` or `=` in a value would forge arguments), and control characters (NUL above
+all) in environment variables and log lines. Docker container names are derived from them
+separately (`shim.engine.naming`), so they need not fit Docker's name rules.
 """
 
 from __future__ import annotations
@@ -13,10 +16,15 @@ import re
 from cri_api import api_pb2
 from shim.errors import InvalidArgumentError
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_UID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_DNS_OPTION = re.compile(r"^[!-~]+$")  # printable, no blanks: one resolv.conf token
+# Patterns are used with fullmatch: `$` would also match before a trailing newline.
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_HOSTNAME = re.compile(
+    r"[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*"
+)
+_DNS_OPTION = re.compile(r"[!-~]+")  # printable, no blanks: one resolv.conf token
+# ';' and '=' would forge CNI_ARGS; control characters (C0, DEL, C1) have no safe carrier.
+_UNCARRIABLE = re.compile(r"[;=\x00-\x1f\x7f-\x9f]")
+NAME_LIMIT = 253  # bytes, as UTF-8
 
 SUPPORTED_RUNTIME_HANDLERS = ("", "runc")
 
@@ -29,17 +37,35 @@ def validate_sandbox_config(config: api_pb2.PodSandboxConfig, runtime_handler: s
     if not config.HasField("metadata"):
         raise InvalidArgumentError("pod sandbox config has no metadata")
     meta = config.metadata
-    _check("metadata.name", meta.name, _DNS_SUBDOMAIN, 253, "a DNS-1123 subdomain")
-    _check("metadata.namespace", meta.namespace, _DNS_LABEL, 63, "a DNS-1123 label")
-    _check("metadata.uid", meta.uid, _UID, 128, "letters, digits, '.', '_' or '-'")
+    for field, value in (
+        ("metadata.name", meta.name),
+        ("metadata.namespace", meta.namespace),
+        ("metadata.uid", meta.uid),
+    ):
+        check_carriable_name(f"pod sandbox config field {field}", value)
     if config.hostname:
-        _check("hostname", config.hostname, _DNS_SUBDOMAIN, 63, "a DNS-1123 name")
+        _check("hostname", config.hostname, _HOSTNAME, 64, "a valid host name")
     for i, mapping in enumerate(config.port_mappings):
         _check_port_mapping(i, mapping)
     _check_dns(config.dns_config)
     for key in list(config.labels) + list(config.annotations):
         if not key:
             raise InvalidArgumentError("pod sandbox labels and annotations need non-empty keys")
+
+
+def check_carriable_name(what: str, value: str) -> None:
+    """Non-empty, at most NAME_LIMIT bytes, and free of what cannot be carried safely."""
+    if not value:
+        raise InvalidArgumentError(f"{what} is empty")
+    size = len(value.encode())
+    if size > NAME_LIMIT:
+        raise InvalidArgumentError(f"{what} is {size} bytes long (at most {NAME_LIMIT})")
+    bad = _UNCARRIABLE.search(value)
+    if bad:
+        raise InvalidArgumentError(
+            f"{what} {value!r} contains {bad.group()!r}, which cannot be carried safely"
+            " (';', '=' and control characters are refused)"
+        )
 
 
 def _check(field: str, value: str, pattern: re.Pattern[str], limit: int, what: str) -> None:
@@ -49,7 +75,7 @@ def _check(field: str, value: str, pattern: re.Pattern[str], limit: int, what: s
         raise InvalidArgumentError(
             f"pod sandbox config field {field} is {len(value)} characters long (at most {limit})"
         )
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         raise InvalidArgumentError(f"pod sandbox config field {field} {value!r} is not {what}")
 
 
@@ -81,10 +107,10 @@ def _check_dns(dns: api_pb2.DNSConfig) -> None:
                 f"dns_config.servers entry {server!r} is not an IP address"
             ) from err
     for search in dns.searches:
-        if not _DNS_SUBDOMAIN.match(search.lower().rstrip(".")) or len(search) > 253:
+        if not _DNS_SUBDOMAIN.fullmatch(search.lower().rstrip(".")) or len(search) > 253:
             raise InvalidArgumentError(f"dns_config.searches entry {search!r} is not a domain")
     for option in dns.options:
-        if not _DNS_OPTION.match(option):
+        if not _DNS_OPTION.fullmatch(option):
             raise InvalidArgumentError(
                 f"dns_config.options entry {option!r} is not a single resolv.conf option"
             )

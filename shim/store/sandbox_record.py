@@ -98,7 +98,8 @@ class SandboxRecord:
 
 
 def name_key(name: str, namespace: str, uid: str, attempt: int) -> str:
-    return f"{name}_{namespace}_{uid}_{attempt}"
+    """One string per identity: JSON, because any separator could occur inside the names."""
+    return json.dumps([name, namespace, uid, attempt], ensure_ascii=False)
 
 
 def ips_of_result(result: dict[str, Any]) -> list[str]:

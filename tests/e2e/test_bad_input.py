@@ -108,3 +108,22 @@ def test_bad_pod_cidr(shim: Shim) -> None:
         shim.runtime().UpdateRuntimeConfig(request, timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "10.0.0.0/33" in details(caught.value)
+
+
+def test_any_cri_name_runs_and_is_reported_exactly(shim: Shim) -> None:
+    """critest's names (upper case, long) and other names Docker would refuse: the pod runs
+    under a derived Docker name, and status and list report what the caller sent."""
+    metadata = _meta(
+        name="PodSandbox-for-create-test-0f1e2d3c", namespace="Crishim E2E/ns", uid="a_b c"
+    )
+    config = pod_config()
+    config.metadata.CopyFrom(metadata)
+    sandbox_id = shim.run_pod(config)
+    try:
+        status = shim.status(sandbox_id).status
+        assert status.metadata == metadata
+        assert status.state == api_pb2.SANDBOX_READY
+        listed = {pod.id: pod.metadata for pod in shim.list_pods()}
+        assert listed[sandbox_id] == metadata
+    finally:
+        shim.remove_pod(sandbox_id)
