@@ -97,14 +97,19 @@ def run_exec(
     started = time.monotonic()
     stop_at = _earliest(started + timeout if timeout else None, deadline)
     stdout, stderr = CappedBuffer(limit), CappedBuffer(limit)
+    finished = False
     try:
         finished = read_streams(sock_io, stop_at, stdout, stderr)
         elapsed = time.monotonic() - started
-        if not finished:
-            _kill(client, exec_id, container_id)
-            return ExecOutcome(stdout.getvalue(), stderr.getvalue(), -1, True, elapsed)
     finally:
-        _close(sock_io)
+        try:
+            # Also when reading failed: no path leaves the command running (§3).
+            if not finished:
+                _kill(client, exec_id, container_id)
+        finally:
+            _close(sock_io)  # after the kill, in the order of §3
+    if not finished:
+        return ExecOutcome(stdout.getvalue(), stderr.getvalue(), -1, True, elapsed)
     if stdout.dropped or stderr.dropped:
         log.info(
             "exec in container %s: dropped %d stdout and %d stderr bytes over the %d-byte cap",
