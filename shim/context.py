@@ -6,12 +6,14 @@ import json
 import os
 import threading
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cnilib.atomic import write_atomic
 from shim.config import ShimConfig
 from shim.engine.protocol import InfraRuntime
 from shim.sandbox.network import PodNetwork
 from shim.store.container_store import ContainerStore
+from shim.store.liveness import InfraLiveness
 from shim.store.sandbox_store import SandboxStore
 
 
@@ -37,6 +39,18 @@ class PodCIDRs:
             self.cidrs = cidrs
 
 
+class ContainerLogs(Protocol):
+    """The owner of every container's CRI log file (shim.container.log_follower)."""
+
+    def prepare(self, container_id: str, path: str) -> None: ...
+    def follow(self, container_id: str, path: str, tty: bool) -> None: ...
+    def drain(self, container_id: str, path: str, tty: bool) -> None: ...
+    def wait_complete(self, container_id: str, timeout: float) -> bool: ...
+    def reopen(self, container_id: str) -> None: ...
+    def forget(self, container_id: str) -> None: ...
+    def close(self) -> None: ...
+
+
 @dataclass
 class ShimContext:
     config: ShimConfig
@@ -45,6 +59,8 @@ class ShimContext:
     network: PodNetwork
     pod_cidrs: PodCIDRs
     infra_oom_score_adj: int
+    logs: ContainerLogs
+    liveness: InfraLiveness = field(default_factory=InfraLiveness)
     containers: ContainerStore = field(default_factory=ContainerStore)
 
     def netns_path(self, sandbox_id: str) -> str:

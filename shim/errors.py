@@ -46,6 +46,13 @@ class ImageNotPresentError(InfraRuntimeError):
     """The engine has no such image: the caller may pull it and try again."""
 
 
+class NameConflictError(InfraRuntimeError):
+    """Docker already has a container of that name (a create that timed out after Docker
+    made it, or a retried CreateContainer)."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
 class NetworkSetupError(ShimError):
     """A CNI operation failed; the message carries the plugin's CNI code, msg and details."""
 

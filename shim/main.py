@@ -8,11 +8,15 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 from netplugins.warm import WarmExecutor
 from shim.config import ShimConfig, parse_args
+from shim.container.log_follower import LogFollowers
 from shim.context import PodCIDRs, ShimContext
+from shim.engine import labels as L
 from shim.engine.docker_engine import DockerInfraRuntime
+from shim.engine_watch import EngineWatcher, EventStream
 from shim.oom import infra_oom_score_adj
 from shim.recovery import recover
 from shim.sandbox.network import PodNetwork
@@ -47,12 +51,12 @@ def build_context(config: ShimConfig, executor: WarmExecutor | None) -> ShimCont
     os.makedirs(config.root_directory, mode=0o700, exist_ok=True)
     pod_cidrs = PodCIDRs(os.path.join(config.root_directory, "pod-cidrs.json"))
     pod_cidrs.load()
+    infra = DockerInfraRuntime(config.docker_endpoint, owner=os.path.abspath(config.root_directory))
     return ShimContext(
         config=config,
         store=SandboxStore(config.root_directory),
-        infra=DockerInfraRuntime(
-            config.docker_endpoint, owner=os.path.abspath(config.root_directory)
-        ),
+        infra=infra,
+        logs=LogFollowers(infra.client),
         network=PodNetwork(
             config.cni_conf_dir,
             config.cni_bin_dirs,
@@ -63,6 +67,22 @@ def build_context(config: ShimConfig, executor: WarmExecutor | None) -> ShimCont
         pod_cidrs=pod_cidrs,
         infra_oom_score_adj=infra_oom_score_adj(),
     )
+
+
+def docker_events(ctx: ShimContext) -> Callable[[float], EventStream]:
+    """Docker's event stream for this shim's containers, from `since` on."""
+    client = ctx.infra.client
+    owner = os.path.abspath(ctx.config.root_directory)
+
+    def subscribe(since: float) -> EventStream:
+        stream: EventStream = client.events(
+            since=int(since) - 1,  # whole seconds; replayed events are harmless (re-inspected)
+            decode=True,
+            filters={"type": "container", "label": f"{L.OWNER}={owner}"},
+        )
+        return stream
+
+    return subscribe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,7 +104,17 @@ def serve(config: ShimConfig, executor: WarmExecutor | None) -> int:
     if executor is not None:
         prestart(executor)
     ctx = build_context(config, executor)
+    try:
+        return serve_context(ctx)
+    finally:
+        ctx.logs.close()
+
+
+def serve_context(ctx: ShimContext) -> int:
+    config = ctx.config
     recover(ctx)
+    watcher = EngineWatcher(ctx, docker_events(ctx))
+    watcher.start()
     server = build_server(ctx)
     done = threading.Event()
 
@@ -96,6 +126,7 @@ def serve(config: ShimConfig, executor: WarmExecutor | None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     done.wait()
     server.stop(grace=5).wait()
+    watcher.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(config.socket_path)
     return 0

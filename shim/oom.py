@@ -26,7 +26,9 @@ def infra_oom_score_adj() -> int:
     if probe.returncode == 0:
         return INFRA_OOM_SCORE_ADJ
     log.warning(
-        "this kernel refuses a negative oom_score_adj (%s); infra containers get 0 instead of %d",
+        "this kernel refuses a negative oom_score_adj (%s): infra containers get 0 instead of"
+        " %d, and containers asking for a negative score (kubelet's -997 for Guaranteed pods)"
+        " get 0",
         probe.stderr.decode(errors="replace").strip() or "permission denied",
         INFRA_OOM_SCORE_ADJ,
     )

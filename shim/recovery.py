@@ -1,5 +1,6 @@
-"""Start-up: rebuild the view of every sandbox from checkpoints and Docker labels, then let CNI
-garbage-collect what pods that no longer exist still hold."""
+"""Start-up: rebuild the view of every sandbox from checkpoints and Docker labels and of every
+container from Docker alone, resume their CRI logs, then let CNI garbage-collect what pods
+that no longer exist still hold."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import base64
 import logging
 
 from cri_api import api_pb2
+from shim.container.refresh import record_from_inspect
 from shim.context import ShimContext
 from shim.engine import labels as L
 from shim.engine.protocol import InfraState
+from shim.store.container_record import ContainerState
 from shim.store.sandbox_record import NetworkPhase, SandboxRecord
 
 log = logging.getLogger(__name__)
@@ -24,11 +27,32 @@ def recover(ctx: ShimContext) -> None:
             # (the checkpoint always precedes it), so it only needs stop and remove.
             _adopt(ctx, container)
     log.info("recovered %d sandboxes", len(ctx.store.all()))
+    recover_containers(ctx)
     live: dict[str, list[str]] = {}
     for record in ctx.store.all():
         if record.network and record.network_phase in (NetworkPhase.PENDING, NetworkPhase.ATTACHED):
             live.setdefault(record.network.network_name, []).append(record.id)
     ctx.network.garbage_collect(live)
+
+
+def recover_containers(ctx: ShimContext) -> None:
+    """Every container of ours that Docker has, with its log resumed where the CRI file ends:
+    running ones are followed again, exited ones drained (they may have written while the shim
+    was down). Docker kept their output meanwhile, so no line is lost."""
+    for summary in ctx.infra.list_containers():
+        data = ctx.infra.inspect_raw(summary["Id"])
+        record = record_from_inspect(data) if data is not None else None
+        if record is None:
+            continue
+        ctx.containers.put(record)
+        spec = record.spec
+        if not spec.log_path:
+            continue
+        if record.state is ContainerState.RUNNING:
+            ctx.logs.follow(record.id, spec.log_path, spec.tty)
+        elif record.started_at:
+            ctx.logs.drain(record.id, spec.log_path, spec.tty)
+    log.info("recovered %d containers", len(ctx.containers.all()))
 
 
 def _adopt(ctx: ShimContext, container: InfraState) -> None:

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 
 from cri_api import api_pb2
 from shim import runtime_info
+from shim.container.create import create_container
+from shim.container.exec_sync import exec_sync
+from shim.container.list import list_containers
+from shim.container.remove import remove_container
+from shim.container.reopen_log import reopen_container_log
+from shim.container.start import start_container
+from shim.container.status import container_status
+from shim.container.stop import stop_container
+from shim.container.update import update_container_resources
 from shim.context import ShimContext
 from shim.grpc_errors import maps_errors
 from shim.image.fs_info import image_fs_info
@@ -80,6 +91,65 @@ class RuntimeService:
         self, request: api_pb2.ListPodSandboxRequest, context: Ctx
     ) -> api_pb2.ListPodSandboxResponse:
         return list_pod_sandbox(self._ctx, request)
+
+    @maps_errors
+    def CreateContainer(
+        self, request: api_pb2.CreateContainerRequest, context: Ctx
+    ) -> api_pb2.CreateContainerResponse:
+        return api_pb2.CreateContainerResponse(container_id=create_container(self._ctx, request))
+
+    @maps_errors
+    def StartContainer(
+        self, request: api_pb2.StartContainerRequest, context: Ctx
+    ) -> api_pb2.StartContainerResponse:
+        start_container(self._ctx, request.container_id)
+        return api_pb2.StartContainerResponse()
+
+    @maps_errors
+    def StopContainer(
+        self, request: api_pb2.StopContainerRequest, context: Ctx
+    ) -> api_pb2.StopContainerResponse:
+        stop_container(self._ctx, request.container_id, request.timeout)
+        return api_pb2.StopContainerResponse()
+
+    @maps_errors
+    def RemoveContainer(
+        self, request: api_pb2.RemoveContainerRequest, context: Ctx
+    ) -> api_pb2.RemoveContainerResponse:
+        remove_container(self._ctx, request.container_id)
+        return api_pb2.RemoveContainerResponse()
+
+    @maps_errors
+    def ListContainers(
+        self, request: api_pb2.ListContainersRequest, context: Ctx
+    ) -> api_pb2.ListContainersResponse:
+        return list_containers(self._ctx, request)
+
+    @maps_errors
+    def ContainerStatus(
+        self, request: api_pb2.ContainerStatusRequest, context: Ctx
+    ) -> api_pb2.ContainerStatusResponse:
+        return container_status(self._ctx, request)
+
+    @maps_errors
+    def UpdateContainerResources(
+        self, request: api_pb2.UpdateContainerResourcesRequest, context: Ctx
+    ) -> api_pb2.UpdateContainerResourcesResponse:
+        update_container_resources(self._ctx, request)
+        return api_pb2.UpdateContainerResourcesResponse()
+
+    @maps_errors
+    def ReopenContainerLog(
+        self, request: api_pb2.ReopenContainerLogRequest, context: Ctx
+    ) -> api_pb2.ReopenContainerLogResponse:
+        reopen_container_log(self._ctx, request.container_id)
+        return api_pb2.ReopenContainerLogResponse()
+
+    @maps_errors
+    def ExecSync(self, request: api_pb2.ExecSyncRequest, context: Ctx) -> api_pb2.ExecSyncResponse:
+        remaining = context.time_remaining()
+        deadline = None if remaining is None else time.monotonic() + remaining
+        return exec_sync(self._ctx, request, deadline=deadline)
 
 
 class ImageService:

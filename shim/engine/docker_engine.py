@@ -12,7 +12,7 @@ import docker.errors
 
 from shim.engine import labels as L
 from shim.engine.protocol import ImageInfo, InfraSpec, InfraState
-from shim.errors import ImageNotPresentError, InfraRuntimeError
+from shim.errors import ImageNotPresentError, InfraRuntimeError, NameConflictError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,65 @@ class DockerInfraRuntime:
             ) from err
         return str(created["Id"])
 
+    def create_container(self, body: dict[str, Any], name: str) -> str:
+        """Create an application container from a complete Engine API body."""
+        labels = {**body.get("Labels", {}), L.CONTAINER: "true", L.OWNER: self._owner}
+        try:
+            created = self._api.create_container_from_config(  # type: ignore[no-untyped-call]
+                {**body, "Labels": labels}, name
+            )
+        except docker.errors.ImageNotFound as err:
+            raise ImageNotPresentError(f"image {body.get('Image')} is not present") from err
+        except docker.errors.APIError as err:
+            if err.status_code == 409:
+                raise NameConflictError(f"container name {name} is in use: {_reason(err)}") from err
+            raise InfraRuntimeError(f"failed to create container {name}: {_reason(err)}") from err
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(f"failed to create container {name}: {_reason(err)}") from err
+        return str(created["Id"])
+
+    def inspect_raw(self, container_id: str) -> dict[str, Any] | None:
+        """Docker's whole inspect of a container, or None when it does not exist."""
+        try:
+            return dict(self._api.inspect_container(container_id))
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(
+                f"failed to inspect container {container_id}: {_reason(err)}"
+            ) from err
+
+    def list_containers(self) -> list[dict[str, Any]]:
+        """The application containers this shim created (summaries, all states)."""
+        try:
+            return list(
+                self._api.containers(
+                    all=True,
+                    filters={"label": [f"{L.CONTAINER}=true", f"{L.OWNER}={self._owner}"]},
+                )
+            )
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(f"failed to list containers: {_reason(err)}") from err
+
+    def update_resources(self, container_id: str, resources: dict[str, Any]) -> None:
+        """`docker update` with Engine API field names (Memory, CpuShares, ...)."""
+        try:
+            self._api.update_container(
+                container_id, **{_UPDATE_KWARGS[k]: v for k, v in resources.items()}
+            )
+        except docker.errors.NotFound as err:
+            raise NotFoundError(f"container {container_id} not found") from err
+        except docker.errors.DockerException as err:
+            raise InfraRuntimeError(
+                f"failed to update resources of container {container_id}: {_reason(err)}"
+            ) from err
+
     def start(self, container_id: str) -> None:
         try:
             self._api.start(container_id)
         except docker.errors.DockerException as err:
             raise InfraRuntimeError(
-                f"failed to start infra container {container_id}: {_reason(err)}"
+                f"failed to start container {container_id}: {_reason(err)}"
             ) from err
 
     def write_resolv_conf(self, container_id: str, content: str) -> None:
@@ -116,7 +169,7 @@ class DockerInfraRuntime:
             return
         except docker.errors.DockerException as err:
             raise InfraRuntimeError(
-                f"failed to stop infra container {container_id}: {_reason(err)}"
+                f"failed to stop container {container_id}: {_reason(err)}"
             ) from err
 
     def remove(self, container_id: str) -> None:
@@ -129,11 +182,11 @@ class DockerInfraRuntime:
             if err.status_code == 409 and "already in progress" in str(err):
                 return
             raise InfraRuntimeError(
-                f"failed to remove infra container {container_id}: {_reason(err)}"
+                f"failed to remove container {container_id}: {_reason(err)}"
             ) from err
         except docker.errors.DockerException as err:
             raise InfraRuntimeError(
-                f"failed to remove infra container {container_id}: {_reason(err)}"
+                f"failed to remove container {container_id}: {_reason(err)}"
             ) from err
 
     def list_infra(self) -> list[InfraState]:
@@ -206,6 +259,18 @@ class DockerInfraRuntime:
             return self._api.info()[key]
         except (docker.errors.DockerException, KeyError) as err:
             raise InfraRuntimeError(f"failed to query the docker engine: {_reason(err)}") from err
+
+
+# Engine API field → the docker SDK's keyword for `update_container`.
+_UPDATE_KWARGS = {
+    "Memory": "mem_limit",
+    "MemorySwap": "memswap_limit",
+    "CpuShares": "cpu_shares",
+    "CpuQuota": "cpu_quota",
+    "CpuPeriod": "cpu_period",
+    "CpusetCpus": "cpuset_cpus",
+    "CpusetMems": "cpuset_mems",
+}
 
 
 def _split_image(image: str) -> tuple[str, str | None]:

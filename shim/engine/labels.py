@@ -20,6 +20,8 @@ ATTEMPT = "io.cri-shim.attempt"
 SANDBOX = "io.cri-shim.sandbox"
 CONTAINER = "io.cri-shim.container"
 OWNER = "io.cri-shim.root"
+# The create-time facts of an application container, as JSON (shim.store.container_record).
+SPEC = "io.cri-shim.spec"
 
 TYPE_SANDBOX = "podsandbox"
 TYPE_CONTAINER = "container"

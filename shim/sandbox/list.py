@@ -11,7 +11,10 @@ def list_pod_sandbox(
     ctx: ShimContext, request: api_pb2.ListPodSandboxRequest
 ) -> api_pb2.ListPodSandboxResponse:
     flt = request.filter if request.HasField("filter") else None
-    running = {c.id for c in ctx.infra.list_infra() if c.running}
+    # From memory while Docker's event stream is followed; from Docker while it is not.
+    running = ctx.liveness.running()
+    if running is None:
+        running = {c.id for c in ctx.infra.list_infra() if c.running}
     items = []
     for record in sorted(ctx.store.all(), key=lambda r: r.created_at):
         state = sandbox_state(record, record.id in running)

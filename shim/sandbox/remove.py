@@ -1,10 +1,11 @@
-"""RemovePodSandbox: stop if needed, then remove the infra container and every record of it.
-Idempotent: removing an unknown or already removed sandbox succeeds."""
+"""RemovePodSandbox: stop if needed, remove its containers, then the infra container and every
+record of it. Idempotent: removing an unknown or already removed sandbox succeeds."""
 
 from __future__ import annotations
 
 import logging
 
+from shim.container.remove import remove_locked as remove_container_locked
 from shim.context import ShimContext
 from shim.sandbox.stop import stop_locked
 
@@ -19,6 +20,10 @@ def remove_pod_sandbox(ctx: ShimContext, sandbox_id: str) -> None:
             )
             return
         stop_locked(ctx, record)
+        for container in ctx.containers.of_sandbox(record.id):
+            with ctx.containers.locked_record(container.id) as locked:
+                if locked is not None:
+                    remove_container_locked(ctx, locked)
         ctx.infra.remove(record.id)
         # Last: while the checkpoint exists, a failed removal can be retried after a restart.
         ctx.store.delete(record.id)

@@ -86,6 +86,7 @@ def _create_to_ready(
 
     # 5. start
     ctx.infra.start(sandbox_id)
+    ctx.liveness.mark(sandbox_id, True)
     if config.HasField("dns_config") and not record.host_network:
         ctx.infra.write_resolv_conf(sandbox_id, resolv_conf(config.dns_config))
     if record.host_network:

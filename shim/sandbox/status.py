@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from typing import Any
@@ -38,7 +37,7 @@ def pod_sandbox_status(
         status.network.ip = ips[0]
         status.network.additional_ips.extend(api_pb2.PodIP(ip=ip) for ip in ips[1:])
     options = status.linux.namespaces.options
-    config = _config(record)
+    config = record.sandbox_config()
     ns_config = config.linux.security_context.namespace_options
     options.network = api_pb2.NODE if record.host_network else api_pb2.POD
     options.pid = api_pb2.NODE if ns_config.pid == api_pb2.NODE else api_pb2.CONTAINER
@@ -47,12 +46,6 @@ def pod_sandbox_status(
     if verbose:
         response.info["info"] = json.dumps(_verbose_info(record, infra is not None, running))
     return response
-
-
-def _config(record: SandboxRecord) -> api_pb2.PodSandboxConfig:
-    config = api_pb2.PodSandboxConfig()
-    config.ParseFromString(base64.b64decode(record.config_b64))
-    return config
 
 
 def _verbose_info(record: SandboxRecord, exists: bool, running: bool) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from shim.container.stop import stop_locked as stop_container_locked
 from shim.context import ShimContext
 from shim.sandbox.netns_pin import unpin
 from shim.store.sandbox_record import NetworkPhase, SandboxRecord, SandboxState
@@ -29,6 +30,12 @@ def stop_pod_sandbox(ctx: ShimContext, sandbox_id: str) -> None:
 def stop_locked(ctx: ShimContext, record: SandboxRecord) -> None:
     """Stop a sandbox whose lock the caller holds. Each step is recorded as it completes, so a
     call that fails half way resumes where it stopped."""
+    # 0. its containers: the CRI says StopPodSandbox force-terminates them (kubelet has
+    # already given them their grace period).
+    for container in ctx.containers.of_sandbox(record.id):
+        with ctx.containers.locked_record(container.id) as locked:
+            if locked is not None:
+                stop_container_locked(ctx, locked, 0)
     # 1. network: DEL while the namespace is still pinned.
     if record.network_phase in (NetworkPhase.PENDING, NetworkPhase.ATTACHED):
         assert record.network is not None
@@ -41,6 +48,7 @@ def stop_locked(ctx: ShimContext, record: SandboxRecord) -> None:
         unpin(path)
     # 3. the infra container
     ctx.infra.stop(record.id, INFRA_STOP_TIMEOUT_S)
+    ctx.liveness.mark(record.id, False)
     if record.state is not SandboxState.NOTREADY:
         record.state = SandboxState.NOTREADY
         ctx.store.save(record)

@@ -20,6 +20,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cri_api import api_pb2
+
 
 class SandboxState(enum.Enum):
     READY = "ready"
@@ -78,6 +80,12 @@ class SandboxRecord:
         if self.network is None or self.network.result is None:
             return []
         return ips_of_result(self.network.result)
+
+    def sandbox_config(self) -> api_pb2.PodSandboxConfig:
+        """The PodSandboxConfig RunPodSandbox was given."""
+        config = api_pb2.PodSandboxConfig()
+        config.ParseFromString(base64.b64decode(self.config_b64))
+        return config
 
     def to_json(self) -> bytes:
         data = asdict(self)
