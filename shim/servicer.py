@@ -148,7 +148,8 @@ class RuntimeService:
     @maps_errors
     def ExecSync(self, request: api_pb2.ExecSyncRequest, context: Ctx) -> api_pb2.ExecSyncResponse:
         remaining = context.time_remaining()
-        deadline = None if remaining is None else time.monotonic() + remaining
+        # gRPC Python reports "no deadline" as None or as an enormous number of seconds.
+        deadline = None if remaining is None or remaining > 1e7 else time.monotonic() + remaining
         return exec_sync(self._ctx, request, deadline=deadline)
 
 
