@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -186,6 +187,64 @@ class Shim:
     def remove_all(self) -> None:
         for pod in self.list_pods():
             self.remove_pod(pod.id)
+        for container in self.list_containers():
+            self.remove_container(container.id)
+
+    # -- containers -----------------------------------------------------------------------
+
+    def create_container(
+        self,
+        sandbox_id: str,
+        config: api_pb2.ContainerConfig,
+        sandbox_config: api_pb2.PodSandboxConfig,
+    ) -> str:
+        response = self.runtime().CreateContainer(
+            api_pb2.CreateContainerRequest(
+                pod_sandbox_id=sandbox_id, config=config, sandbox_config=sandbox_config
+            ),
+            timeout=60,
+        )
+        return str(response.container_id)
+
+    def start_container(self, container_id: str) -> None:
+        self.runtime().StartContainer(
+            api_pb2.StartContainerRequest(container_id=container_id), timeout=60
+        )
+
+    def container_status(
+        self, container_id: str, verbose: bool = False
+    ) -> api_pb2.ContainerStatusResponse:
+        return self.runtime().ContainerStatus(
+            api_pb2.ContainerStatusRequest(container_id=container_id, verbose=verbose),
+            timeout=30,
+        )
+
+    def list_containers(self, **filter_fields: Any) -> list[api_pb2.Container]:
+        request = api_pb2.ListContainersRequest()
+        if filter_fields:
+            request.filter.CopyFrom(api_pb2.ContainerFilter(**filter_fields))
+        return list(self.runtime().ListContainers(request, timeout=30).containers)
+
+    def stop_container(self, container_id: str, timeout: int = 10) -> None:
+        self.runtime().StopContainer(
+            api_pb2.StopContainerRequest(container_id=container_id, timeout=timeout),
+            timeout=timeout + 60,
+        )
+
+    def remove_container(self, container_id: str) -> None:
+        self.runtime().RemoveContainer(
+            api_pb2.RemoveContainerRequest(container_id=container_id), timeout=60
+        )
+
+    def wait_container_state(
+        self, container_id: str, state: int, timeout: float = 30
+    ) -> api_pb2.ContainerStatus:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.container_status(container_id).status
+            if status.state == state or time.monotonic() > deadline:
+                return status
+            time.sleep(0.1)
 
     def crictl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         crictl = tool("crictl")
@@ -220,10 +279,24 @@ def pod_config(name: str | None = None, **kwargs: Any) -> api_pb2.PodSandboxConf
             name=name, namespace=POD_NAMESPACE, uid=uuid.uuid4().hex, attempt=0
         ),
         hostname=name,
-        log_directory="/tmp",
-        **kwargs,
+        **{"log_directory": "/tmp", **kwargs},
     )
     return config
+
+
+TEST_IMAGE = "cri-shim.test/busybox:latest"  # scripts/test-image.sh builds it
+
+
+def container_config(
+    name: str, command: list[str], log_path: str = "", **kwargs: Any
+) -> api_pb2.ContainerConfig:
+    return api_pb2.ContainerConfig(
+        metadata=api_pb2.ContainerMetadata(name=name),
+        image=api_pb2.ImageSpec(image=TEST_IMAGE),
+        command=command,
+        log_path=log_path,
+        **kwargs,
+    )
 
 
 def infra_pid(sandbox_id: str) -> int:
@@ -276,20 +349,7 @@ class HostLeftovers:
 
 def leftovers(shim: Shim, plan: NetworkPlan | None, sandbox_ids: set[str]) -> HostLeftovers:
     """What the host still holds of this test's pods."""
-    ps = subprocess.run(
-        [
-            "/usr/bin/docker",
-            "ps",
-            "-aq",
-            "--no-trunc",
-            "--filter",
-            f"label=io.kubernetes.pod.namespace={POD_NAMESPACE}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    mine = [c for c in ps.stdout.split() if c in sandbox_ids]
+    mine = owned_containers(shim)
     veths: list[str] = []
     reservations: list[str] = []
     if plan is not None:
@@ -305,11 +365,32 @@ def leftovers(shim: Shim, plan: NetworkPlan | None, sandbox_ids: set[str]) -> Ho
     results = os.path.join(shim.cache_dir, "results")
     if os.path.isdir(results):
         cache = os.listdir(results)
-    saved = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
-    rules = [line for line in saved.splitlines() if any(s in line for s in sandbox_ids)]
+    rules = []
+    for save in ("iptables-save", "ip6tables-save"):
+        saved = subprocess.run([save], capture_output=True, text=True, check=False).stdout
+        rules += [line for line in saved.splitlines() if any(s in line for s in sandbox_ids)]
     netns_dir = os.path.join(shim.root, "netns")
     pinned = os.listdir(netns_dir) if os.path.isdir(netns_dir) else []
     return HostLeftovers(mine, veths, reservations, cache, rules, pinned)
+
+
+def owned_containers(shim: Shim) -> list[str]:
+    """Every Docker container (infra or application, any state) this test's shim created: the
+    shim labels each with its root directory."""
+    ps = subprocess.run(
+        [
+            "/usr/bin/docker",
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            f"label=io.cri-shim.root={os.path.abspath(shim.root)}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return ps.stdout.split()
 
 
 def veths_on(bridge: str) -> list[str]:
@@ -322,8 +403,8 @@ def veths_on(bridge: str) -> list[str]:
 
 def force_cleanup(shim: Shim, plan: NetworkPlan | None, sandbox_ids: set[str]) -> None:
     """Last resort after a failed test: remove by hand whatever the shim could not."""
-    for sid in sandbox_ids:
-        subprocess.run(["/usr/bin/docker", "rm", "-f", sid], capture_output=True, check=False)
+    for cid in set(owned_containers(shim)) | sandbox_ids:
+        subprocess.run(["/usr/bin/docker", "rm", "-f", cid], capture_output=True, check=False)
     netns_dir = os.path.join(shim.root, "netns")
     if os.path.isdir(netns_dir):
         for entry in os.listdir(netns_dir):
