@@ -14,6 +14,7 @@ from shim.container.list import list_containers
 from shim.container.remove import remove_container
 from shim.container.reopen_log import reopen_container_log
 from shim.container.start import start_container
+from shim.container.stats import container_stats, list_container_stats
 from shim.container.status import container_status
 from shim.container.stop import stop_container
 from shim.container.update import update_container_resources
@@ -27,6 +28,7 @@ from shim.image.status import image_status
 from shim.sandbox.list import list_pod_sandbox
 from shim.sandbox.remove import remove_pod_sandbox
 from shim.sandbox.run import run_pod_sandbox
+from shim.sandbox.stats import list_pod_sandbox_stats, pod_sandbox_stats
 from shim.sandbox.status import pod_sandbox_status
 from shim.sandbox.stop import stop_pod_sandbox
 
@@ -151,6 +153,30 @@ class RuntimeService:
         # gRPC Python reports "no deadline" as None or as an enormous number of seconds.
         deadline = None if remaining is None or remaining > 1e7 else time.monotonic() + remaining
         return exec_sync(self._ctx, request, deadline=deadline)
+
+    @maps_errors
+    def ContainerStats(
+        self, request: api_pb2.ContainerStatsRequest, context: Ctx
+    ) -> api_pb2.ContainerStatsResponse:
+        return container_stats(self._ctx, request)
+
+    @maps_errors
+    def ListContainerStats(
+        self, request: api_pb2.ListContainerStatsRequest, context: Ctx
+    ) -> api_pb2.ListContainerStatsResponse:
+        return list_container_stats(self._ctx, request)
+
+    @maps_errors
+    def PodSandboxStats(
+        self, request: api_pb2.PodSandboxStatsRequest, context: Ctx
+    ) -> api_pb2.PodSandboxStatsResponse:
+        return pod_sandbox_stats(self._ctx, request)
+
+    @maps_errors
+    def ListPodSandboxStats(
+        self, request: api_pb2.ListPodSandboxStatsRequest, context: Ctx
+    ) -> api_pb2.ListPodSandboxStatsResponse:
+        return list_pod_sandbox_stats(self._ctx, request)
 
 
 class ImageService:
