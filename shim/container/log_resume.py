@@ -8,7 +8,7 @@ line carries the first piece's time, and the stdout and stderr copiers race by m
 re-reads generously and drops what the file already holds:
 
 - `since` is the oldest timestamp among the last `TAIL_LINES` lines written (and of any output the
-  old writer still held unfinished), so every entry near the cut is read again;
+  old writer still held unfinished), less a margin, so every entry near the cut is read again;
 - a fresh writer fed with the same entries from a piece boundary gives byte-identical lines, so
   the replay is skipped up to and including the copy of the file's last line (counting identical
   pieces of one long line); everything after it is new;
@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 
 TAIL_LINES = 1024
 TAIL_BYTES = 4 * 1024 * 1024
+# Re-read this much before the oldest line of the window too: entries of the other stream can
+# carry a slightly older stamp than lines written before them. Anything re-read that the file
+# already holds comes before its last line in the replay and is skipped with the rest.
+SINCE_MARGIN_NS = 250_000_000
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,10 @@ class ResumePoint:
     def from_lines(
         cls, lines: Sequence[bytes], pending_since: int | None = None
     ) -> ResumePoint | None:
-        """The point after `lines` (the newest CRI lines written, oldest first); None when
-        none of them is a CRI line (the caller keeps its previous point)."""
+        """The point after `lines` (the newest CRI lines written, oldest first) and unfinished
+        output stamped `pending_since`. None when none of `lines` is a CRI line: then the
+        caller keeps its previous point, which already covers anything pending (a session reads
+        only entries at or after its point)."""
         parse = TimestampParser()
         stamps: list[int] = []
         kept: list[bytes] = []
@@ -59,12 +65,11 @@ class ResumePoint:
                 stamps.append(stamp)
                 kept.append(line)
         if not kept:
-            if pending_since is None:
-                return None
-            return cls(since_ns=pending_since)
+            return None
         since = min(stamps)
         if pending_since is not None:
             since = min(since, pending_since)
+        since = max(0, since - SINCE_MARGIN_NS)
         last = kept[-1]
         return cls(
             since_ns=since,
