@@ -140,10 +140,10 @@ def test_grpcurl_reflection_and_health(shim: Shim) -> None:
 
 
 def test_grpcurl_unimplemented_names_itself(shim: Shim) -> None:
-    result = shim.grpcurl("runtime.v1.RuntimeService/ListContainers", check=False)
+    result = shim.grpcurl("runtime.v1.RuntimeService/CheckpointContainer", check=False)
     assert result.returncode != 0
     assert "Unimplemented" in result.stderr
-    assert "runtime.v1.RuntimeService/ListContainers is not implemented" in result.stderr
+    assert "runtime.v1.RuntimeService/CheckpointContainer is not implemented" in result.stderr
 
 
 def test_grpcurl_run_and_remove(shim: Shim, plan: NetworkPlan, pods: Pods) -> None:
