@@ -1,0 +1,78 @@
+"""A process's resident memory and its descendants, from /proc text (pure parsers and a thin
+reader): the shim's RSS is counted apart from its children's (the warm CNI worker's pool)."""
+
+from __future__ import annotations
+
+import os
+
+
+def vm_rss_kib(status: str) -> int:
+    """`VmRSS:` of /proc/<pid>/status, in KiB (0 for a zombie, which has none)."""
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def threads(status: str) -> int:
+    for line in status.splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+def parent_pid(stat: str) -> int:
+    """The ppid of /proc/<pid>/stat. The command name may hold spaces and parentheses, so
+    fields are counted from its last ')'."""
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def descendants(pid: int, parents: dict[int, int]) -> list[int]:
+    """Every process below `pid` in the tree `parents` (child -> parent), parents first."""
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    out: list[int] = []
+    todo = sorted(children.get(pid, []))
+    while todo:
+        p = todo.pop(0)
+        out.append(p)
+        todo.extend(sorted(children.get(p, [])))
+    return out
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def process_table() -> dict[int, int]:
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                table[int(entry)] = parent_pid(_read(f"/proc/{entry}/stat"))
+            except (OSError, ValueError):
+                continue  # exited while we looked
+    return table
+
+
+def memory_of(pid: int) -> dict[str, object]:
+    """VmRSS (MiB) and threads of `pid`, and the same for each descendant, counted apart."""
+    status = _read(f"/proc/{pid}/status")
+    children: list[tuple[str, int]] = []
+    for child in descendants(pid, process_table()):
+        try:
+            child_status = _read(f"/proc/{child}/status")
+            cmdline = _read(f"/proc/{child}/cmdline").replace("\0", " ").strip()
+        except OSError:
+            continue
+        children.append((cmdline, vm_rss_kib(child_status)))
+    return {
+        "shim_vm_rss_mib": round(vm_rss_kib(status) / 1024, 1),
+        "shim_threads": threads(status),
+        "children": len(children),
+        "children_vm_rss_mib": round(sum(kib for _, kib in children) / 1024, 1),
+        "each_child_vm_rss_mib": [round(kib / 1024, 1) for _, kib in children],
+        "children_commands": sorted({cmd[:100] for cmd, _ in children}),
+    }

@@ -1,0 +1,85 @@
+"""The container benchmark's checks: CRI log files against their numbered writer, and /proc
+memory parsing. Pure functions over fixed bytes and text (no timing, no Docker)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.logcheck import count_sequence, cri_payloads, last_payload
+from bench.procmem import descendants, parent_pid, threads, vm_rss_kib
+
+TS = b"2024-05-01T10:00:00.123456789Z"
+
+
+def cri(*lines: tuple[bytes, bytes]) -> list[bytes]:
+    return [TS + b" stdout " + tag + b" " + content + b"\n" for tag, content in lines]
+
+
+def test_payloads_join_partial_lines_up_to_their_end() -> None:
+    lines = cri((b"F", b"000000001 a"), (b"P", b"000000002 "), (b"P", b"b"), (b"F", b"c"))
+    assert list(cri_payloads(lines)) == [b"000000001 a", b"000000002 bc"]
+
+
+def test_payloads_of_an_empty_line_and_of_garbage() -> None:
+    lines = [TS + b" stderr F \n", b"not a cri line\n"]
+    assert list(cri_payloads(lines)) == [b"", b""]
+
+
+@pytest.mark.parametrize(
+    ("numbers", "expected", "lost", "duplicated", "out_of_order", "gaps"),
+    [
+        ([1, 2, 3, 4], 4, 0, 0, 0, []),
+        ([1, 2, 4], 4, 1, 0, 1, [(2, 4)]),
+        ([1, 2, 2, 3], 3, 0, 1, 1, [(2, 2)]),
+        ([2, 1, 3], 3, 0, 0, 3, [(0, 2), (2, 1), (1, 3)]),
+        ([], 2, 2, 0, 0, []),
+    ],
+)
+def test_count_sequence(
+    numbers: list[int],
+    expected: int,
+    lost: int,
+    duplicated: int,
+    out_of_order: int,
+    gaps: list[tuple[int, int]],
+) -> None:
+    count = count_sequence([b"%09d pad" % n for n in numbers], expected)
+    assert (count.lines, count.lost, count.duplicated, count.out_of_order) == (
+        len(numbers),
+        lost,
+        duplicated,
+        out_of_order,
+    )
+    assert count.gaps == gaps
+    assert count.malformed == 0
+
+
+def test_count_sequence_counts_malformed_and_out_of_range() -> None:
+    count = count_sequence([b"", b"x 1", b"000000009 too big", b"000000001"], 1)
+    assert count.malformed == 3
+    assert count.lost == 0
+
+
+def test_last_payload_is_the_last_complete_line() -> None:
+    tail = b"tail of an earlier line\n" + b"".join(cri((b"F", b"000000007 x"))) + TS[:10]
+    assert last_payload(tail) == b"000000007 x"
+    assert last_payload(b"no newline yet") is None
+
+
+STATUS = "Name:\tpython\nThreads:\t12\nVmHWM:\t  60000 kB\nVmRSS:\t   53968 kB\n"
+
+
+def test_status_fields() -> None:
+    assert vm_rss_kib(STATUS) == 53968
+    assert threads(STATUS) == 12
+    assert vm_rss_kib("Name:\tzombie\nState:\tZ (zombie)\n") == 0
+
+
+def test_parent_pid_with_spaces_and_parentheses_in_the_name() -> None:
+    assert parent_pid("4242 (a (b) c) S 17 4242 4242 0 -1") == 17
+
+
+def test_descendants_walk_the_whole_tree() -> None:
+    parents = {10: 1, 11: 10, 12: 10, 13: 11, 20: 1}
+    assert descendants(10, parents) == [11, 12, 13]
+    assert descendants(13, parents) == []
