@@ -6,7 +6,10 @@
   in blocks alternating with the shim's (shim first, then floor first, ...) so that drift of the
   machine (other jobs, page cache, Docker's state) falls on both alike;
 - ratios: shim p50 / floor p50 per verb; the target is RunPodSandbox within 1.10x;
-- plugins: what `bench.bench_plugins.run()` reports, when that module is present.
+- plugins: what `bench.bench_plugins.run()` reports, when that module is present;
+- containers: the container half on a private shim of its own (`bench.bench_containers`):
+  CreateContainer+StartContainer against docker create+start, relist latency and the shim's
+  memory with 110 pods of 2 containers, CRI log throughput and lines lost.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.bench_containers import ContainerBenchConfig
+from bench.bench_containers import run as run_containers
 from bench.bench_shim import ShimPods, ShimProcess
 from bench.floor import FloorPods, probe_oom_score_adj
 from bench.hostnet import (
@@ -68,6 +73,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--shim-log-level", default="info", choices=["debug", "info", "warning"])
     p.add_argument("--keep-shim-log", metavar="PATH", help="copy the shim's log here at the end")
     p.add_argument("--skip-plugins", action="store_true", help="do not run bench.bench_plugins")
+    p.add_argument("--skip-containers", action="store_true", help="no container benchmarks")
+    p.add_argument("--container-samples", type=int, default=30, help="CreateContainer+Start")
+    p.add_argument("--relist-pods", type=int, default=110, help="pods (2 containers each)")
+    p.add_argument("--relists", type=int, default=200)
+    p.add_argument("--log-lines", type=int, default=2_000_000, help="96-byte lines logged")
     return p.parse_args(argv)
 
 
@@ -262,6 +272,23 @@ def plugins_section() -> dict[str, Any]:
         return {"error": f"bench.bench_plugins.run() failed: {type(err).__name__}: {err}"}
 
 
+def containers_section(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = ContainerBenchConfig(
+        samples=args.container_samples,
+        warmup=args.warmup,
+        relist_pods=args.relist_pods,
+        relists=args.relists,
+        setup_concurrency=args.concurrency,
+        log_lines=args.log_lines,
+        log_level=args.shim_log_level,
+    )
+    try:
+        return run_containers(cfg)
+    except Exception as err:
+        log.error("bench.bench_containers.run() failed:\n%s", traceback.format_exc())
+        return {"error": f"bench.bench_containers.run() failed: {type(err).__name__}: {err}"}
+
+
 def _finite(value: Any) -> Any:
     """JSON has no NaN: a statistic without samples becomes null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -316,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
             report["error"] = f"{type(err).__name__}: {err}"
         report["plugins"] = (
             {"skipped": "--skip-plugins given"} if args.skip_plugins else plugins_section()
+        )
+        report["containers"] = (
+            {"skipped": "--skip-containers given"}
+            if args.skip_containers
+            else containers_section(args)
         )
         report["metadata"]["finished_at"] = now()
         report["metadata"]["duration_s"] = round(time.monotonic() - started, 1)
