@@ -210,6 +210,7 @@ class DockerLogStream:
         idle_timeout: float | None = None,
     ) -> None:
         self.container_id = container_id
+        self.follow = follow
         self.ended_cleanly = False
         self._tty = tty
         params: dict[str, str | int] = {

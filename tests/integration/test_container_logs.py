@@ -24,8 +24,10 @@ import docker.errors
 import pytest
 from docker.types import LogConfig
 
+from shim.container import log_follower
 from shim.container.log_follower import LogFollowers, LogNotFollowedError
 from shim.container.log_writer import MAX_LINE
+from shim.engine.docker_logs import DockerLogStream, Entry
 
 pytestmark = pytest.mark.integration
 
@@ -297,3 +299,41 @@ def test_sigkilled_follower_resumes_without_loss_or_duplicates(
     lines = cri_lines(path)
     assert {(s, t) for s, t, _ in lines} == {("stdout", "F")}
     assert [int(c) for _, _, c in lines] == list(range(total))
+
+
+def test_watchdog_reopens_a_stalled_follow(
+    client: docker.APIClient,
+    make_container: MakeContainer,
+    log_dir: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moby's stalled follow, imitated: the first follow stream delivers nothing until closed
+    while the journal grows; the watchdog must close it and the re-follow catch up exactly."""
+    stalled: list[DockerLogStream] = []
+
+    class StallingStream(DockerLogStream):
+        def batches(self) -> Iterator[list[Entry]]:
+            if self.follow and not stalled:
+                stalled.append(self)
+                while not self._closed:
+                    time.sleep(0.05)
+                raise ConnectionAbortedError("log stream closed")
+            yield from super().batches()
+
+    monkeypatch.setattr(log_follower, "DockerLogStream", StallingStream)
+    cid = make_container("i=0; while [ $i -lt 100 ]; do echo $i; i=$((i+1)); usleep 30000; done")
+    path = log_dir / "0.log"
+    owner = LogFollowers(client, watch_interval=0.5)
+    try:
+        owner.prepare(cid, str(path))
+        client.start(cid)
+        owner.follow(cid, str(path), False)
+        wait_for(lambda: len(cri_lines(path)) >= 10)
+        assert stalled and stalled[0]._closed
+        client.wait(cid, timeout=60)
+        assert owner.wait_complete(cid, 30)
+        assert [int(c) for _, _, c in cri_lines(path)] == list(range(100))
+        stats = owner.stats(cid)
+        assert stats is not None and stats.refollows >= 1
+    finally:
+        owner.close()
