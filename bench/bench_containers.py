@@ -40,7 +40,7 @@ import grpc
 from bench.bench_shim import RPC_TIMEOUT_S, ShimProcess
 from bench.hostnet import POD_NAMESPACE_LABEL, REFERENCE_PLUGINS, labelled_containers, mounts_under
 from bench.logcheck import count_sequence, cri_payloads, last_payload
-from bench.procmem import memory_of
+from bench.procmem import cpu_of, memory_of
 from bench.stats import paired_difference_p50, percentile, ratio, summarize_ms
 from cri_api import api_pb2, api_pb2_grpc
 
@@ -52,6 +52,7 @@ DOCKER_ENDPOINT = "unix:///var/run/docker.sock"
 # floor must not import it, so it is repeated here.
 JOURNAL = {"max-size": "50m", "max-file": "2"}
 SLEEP = ["sleep", "3600"]
+IDLE_WINDOW_S = 20.0
 CREATE_START_TARGET = 1.10
 RELIST_P99_TARGET_MS = 10.0
 SHIM_RSS_TARGET_MIB = 150.0
@@ -389,6 +390,14 @@ def relist(pods: Pods, sandboxes: int, containers: list[str], rounds: int) -> di
     }
 
 
+def idle_cpu_percent(pid: int) -> float:
+    """The shim's CPU use while nobody calls it (its Docker event watch, log followers of
+    silent containers re-opening idle streams), over IDLE_WINDOW_S, in % of one core."""
+    before, start = cpu_of(pid), time.perf_counter()
+    time.sleep(IDLE_WINDOW_S)
+    return round(100 * (cpu_of(pid) - before) / (time.perf_counter() - start), 1)
+
+
 # ---- 4. log throughput ----------------------------------------------------------------------
 
 
@@ -553,6 +562,7 @@ def run(cfg: ContainerBenchConfig) -> dict[str, Any]:
 
                 setup = _section(lambda: set_up_pods(pods, cfg.relist_pods, cfg.setup_concurrency))
                 memory[f"with_{cfg.relist_pods}_pods"] = memory_of(pid)
+                setup["shim_idle_cpu_percent"] = idle_cpu_percent(pid)
                 containers = sorted(pods.containers)
                 report["relist"] = {"setup": setup} | _section(
                     lambda: relist(pods, len(pods.sandboxes), containers, cfg.relists)
@@ -564,8 +574,12 @@ def run(cfg: ContainerBenchConfig) -> dict[str, Any]:
                 memory["after_teardown"] = memory_of(pid)
 
                 sandbox_id = pods.run_sandbox("log")
+                cpu_before = cpu_of(pid)
                 report["log_throughput"] = _section(
                     lambda: log_throughput(pods, floor, sandbox_id, cfg.log_lines)
+                )
+                report["log_throughput"]["shim_cpu_s_whole_section"] = round(
+                    cpu_of(pid) - cpu_before, 1
                 )
                 memory["after_log_throughput"] = memory_of(pid)
                 peak = max(float(m["shim_vm_rss_mib"]) for m in memory.values())

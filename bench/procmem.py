@@ -27,6 +27,21 @@ def parent_pid(stat: str) -> int:
     return int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
+def cpu_seconds(stat: str, ticks_per_second: int = 100) -> float:
+    """utime + stime of /proc/<pid>/stat (fields 14 and 15), in seconds."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / ticks_per_second
+
+
+def pss_kib(smaps_rollup: str) -> int:
+    """`Pss:` of /proc/<pid>/smaps_rollup: forked workers share most of their pages, which
+    VmRSS counts in full in each of them."""
+    for line in smaps_rollup.splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
 def descendants(pid: int, parents: dict[int, int]) -> list[int]:
     """Every process below `pid` in the tree `parents` (child -> parent), parents first."""
     children: dict[int, list[int]] = {}
@@ -60,19 +75,27 @@ def process_table() -> dict[int, int]:
 def memory_of(pid: int) -> dict[str, object]:
     """VmRSS (MiB) and threads of `pid`, and the same for each descendant, counted apart."""
     status = _read(f"/proc/{pid}/status")
-    children: list[tuple[str, int]] = []
+    children: list[tuple[str, int, int]] = []
     for child in descendants(pid, process_table()):
         try:
             child_status = _read(f"/proc/{child}/status")
+            child_pss = pss_kib(_read(f"/proc/{child}/smaps_rollup"))
             cmdline = _read(f"/proc/{child}/cmdline").replace("\0", " ").strip()
         except OSError:
             continue
-        children.append((cmdline, vm_rss_kib(child_status)))
+        children.append((cmdline, vm_rss_kib(child_status), child_pss))
     return {
         "shim_vm_rss_mib": round(vm_rss_kib(status) / 1024, 1),
+        "shim_pss_mib": round(pss_kib(_read(f"/proc/{pid}/smaps_rollup")) / 1024, 1),
         "shim_threads": threads(status),
         "children": len(children),
-        "children_vm_rss_mib": round(sum(kib for _, kib in children) / 1024, 1),
-        "each_child_vm_rss_mib": [round(kib / 1024, 1) for _, kib in children],
-        "children_commands": sorted({cmd[:100] for cmd, _ in children}),
+        "children_vm_rss_mib": round(sum(kib for _, kib, _ in children) / 1024, 1),
+        "children_pss_mib": round(sum(pss for _, _, pss in children) / 1024, 1),
+        "each_child_vm_rss_mib": [round(kib / 1024, 1) for _, kib, _ in children],
+        "children_commands": sorted({cmd[:100] for cmd, _, _ in children}),
     }
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds `pid` has used so far (all its threads)."""
+    return cpu_seconds(_read(f"/proc/{pid}/stat"), os.sysconf("SC_CLK_TCK"))

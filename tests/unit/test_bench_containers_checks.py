@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.logcheck import count_sequence, cri_payloads, last_payload
-from bench.procmem import descendants, parent_pid, threads, vm_rss_kib
+from bench.procmem import cpu_seconds, descendants, parent_pid, pss_kib, threads, vm_rss_kib
 
 TS = b"2024-05-01T10:00:00.123456789Z"
 
@@ -83,3 +83,13 @@ def test_descendants_walk_the_whole_tree() -> None:
     parents = {10: 1, 11: 10, 12: 10, 13: 11, 20: 1}
     assert descendants(10, parents) == [11, 12, 13]
     assert descendants(13, parents) == []
+
+
+def test_cpu_seconds_are_utime_plus_stime() -> None:
+    stat = "7 (py thon) S 1 7 7 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 12 0 99 1 2"
+    assert cpu_seconds(stat, ticks_per_second=100) == 3.0
+
+
+def test_pss_of_smaps_rollup() -> None:
+    rollup = "55d0-7ffd ---p 00000000 00:00 0 [rollup]\nRss:  28000 kB\nPss:  9000 kB\n"
+    assert pss_kib(rollup) == 9000
