@@ -39,7 +39,7 @@ import grpc
 
 from bench.bench_shim import RPC_TIMEOUT_S, ShimProcess
 from bench.hostnet import POD_NAMESPACE_LABEL, REFERENCE_PLUGINS, labelled_containers, mounts_under
-from bench.logcheck import count_sequence, cri_payloads, last_payload
+from bench.logcheck import SequenceCount, count_sequence, cri_payloads, last_payload
 from bench.procmem import cpu_of, memory_of
 from bench.stats import paired_difference_p50, percentile, ratio, summarize_ms
 from cri_api import api_pb2, api_pb2_grpc
@@ -411,9 +411,9 @@ def _tail(path: str, size: int = 4096) -> bytes:
         return b""
 
 
-def _check_file(path: str, lines: int) -> dict[str, object]:
+def _check_file(path: str, lines: int) -> SequenceCount:
     with open(path, "rb") as f:
-        return count_sequence(cri_payloads(f), lines).as_dict()
+        return count_sequence(cri_payloads(f), lines)
 
 
 def log_throughput(
@@ -446,6 +446,7 @@ def log_throughput(
     counts = _check_file(path, lines)
     done = file_done or exited_reported
     elapsed = (done - start) if done is not None else math.nan
+    delivered_mb = counts.lines * LOG_LINE_BYTES / MB
     shim: dict[str, Any] = {
         "lines_written": lines,
         "payload_mb": round(payload_mb, 1),
@@ -456,15 +457,17 @@ def log_throughput(
         if exited_reported
         else None,
         "container_ran_s": _ran_s(inspect),
-        "payload_mb_s": round(payload_mb / elapsed, 1) if done else None,
+        # What reached the file: lost lines do not count as throughput.
+        "delivered_payload_mb_s": round(delivered_mb / elapsed, 1) if done else None,
+        "offered_payload_mb_s": round(payload_mb / elapsed, 1) if done else None,
         "cri_file_mb_s": round(cri_bytes / MB / elapsed, 1) if done else None,
         "timed_out": done is None,
-        "lines_in_file": counts["lines"],
-        **{k: v for k, v in counts.items() if k not in ("expected", "lines")},
+        "lines_in_file": counts.lines,
+        **{k: v for k, v in counts.as_dict().items() if k not in ("expected", "lines")},
     }
     docker_rate = _docker_json_file_rate(floor, sandbox_id, lines)
-    rate = shim["payload_mb_s"] or 0.0
-    lossless = counts["lost"] == 0 and counts["duplicated"] == 0
+    rate = shim["delivered_payload_mb_s"] or 0.0
+    lossless = counts.lost == 0 and counts.duplicated == 0
     return {
         "writer": f"awk printing lines 1..{lines}, {LOG_LINE_BYTES} bytes each, as fast as it can",
         "journal": JOURNAL,
