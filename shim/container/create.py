@@ -23,7 +23,7 @@ from shim.errors import (
     NameConflictError,
     NotFoundError,
 )
-from shim.sandbox.validation import check_carriable_name
+from shim.sandbox.validation import check_carriable_name, check_metadata_size
 from shim.store.container_record import ContainerRecord, ContainerSpec
 from shim.store.sandbox_record import SandboxRecord, SandboxState
 
@@ -38,6 +38,7 @@ def create_container(ctx: ShimContext, request: api_pb2.CreateContainerRequest) 
     check_carriable_name("container config field metadata.name", config.metadata.name)
     if not config.image.image:
         raise InvalidArgumentError("container config field image.image is empty")
+    check_metadata_size("container", config.labels, config.annotations)
 
     with ctx.store.locked_record(request.pod_sandbox_id) as sandbox:
         # 2. the sandbox: held locked, so RemovePodSandbox cannot miss this container

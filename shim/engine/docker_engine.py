@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 class DockerInfraRuntime:
     def __init__(self, endpoint: str, owner: str, timeout: int = 120) -> None:
         self._owner = owner
+        self._cgroup_driver: str | None = None
         # One pooled client shared by all RPC threads; the pool is sized for kubelet's
         # parallel calls so that no request waits on a connection.
         self._api = docker.APIClient(
@@ -252,7 +253,10 @@ class DockerInfraRuntime:
         return str(self._info("DockerRootDir"))
 
     def cgroup_driver(self) -> str:
-        return str(self._info("CgroupDriver"))
+        # Fixed for the life of the engine's process: asked once, not on every RunPodSandbox.
+        if self._cgroup_driver is None:
+            self._cgroup_driver = str(self._info("CgroupDriver"))
+        return self._cgroup_driver
 
     def _info(self, key: str) -> object:
         try:

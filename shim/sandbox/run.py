@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def run_pod_sandbox(ctx: ShimContext, request: api_pb2.RunPodSandboxRequest) -> str:
     config = request.config
     # 1. name: validate, and hold the pod's identity so duplicate calls queue up.
-    validate_sandbox_config(config, request.runtime_handler)
+    validate_sandbox_config(config, request.runtime_handler, ctx.infra.cgroup_driver())
     meta = config.metadata
     key = name_key(meta.name, meta.namespace, meta.uid, meta.attempt)
     with ctx.store.locked(f"name:{key}"):

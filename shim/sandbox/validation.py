@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 
 from cri_api import api_pb2
 from shim.errors import InvalidArgumentError
+from shim.sandbox.linux_validation import check_linux
 
 # Patterns are used with fullmatch: `$` would also match before a trailing newline.
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -29,7 +31,14 @@ NAME_LIMIT = 253  # bytes, as UTF-8
 SUPPORTED_RUNTIME_HANDLERS = ("", "runc")
 
 
-def validate_sandbox_config(config: api_pb2.PodSandboxConfig, runtime_handler: str) -> None:
+# Kubernetes' API server allows 256 KiB of annotations a pod (labels are far smaller); a bound
+# keeps ListPodSandbox under kubelet's 16 MiB message limit with hundreds of pods.
+METADATA_LIMIT = 256 * 1024
+
+
+def validate_sandbox_config(
+    config: api_pb2.PodSandboxConfig, runtime_handler: str, cgroup_driver: str = "cgroupfs"
+) -> None:
     if runtime_handler not in SUPPORTED_RUNTIME_HANDLERS:
         raise InvalidArgumentError(
             f"runtime handler {runtime_handler!r} is not configured (cri-shim has only 'runc')"
@@ -51,6 +60,19 @@ def validate_sandbox_config(config: api_pb2.PodSandboxConfig, runtime_handler: s
     for key in list(config.labels) + list(config.annotations):
         if not key:
             raise InvalidArgumentError("pod sandbox labels and annotations need non-empty keys")
+    check_metadata_size("pod sandbox", config.labels, config.annotations)
+    check_linux(config, cgroup_driver)
+
+
+def check_metadata_size(
+    what: str, labels: Mapping[str, str], annotations: Mapping[str, str]
+) -> None:
+    for field, mapping in (("labels", labels), ("annotations", annotations)):
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in mapping.items())
+        if size > METADATA_LIMIT:
+            raise InvalidArgumentError(
+                f"{what} {field} are {size} bytes in all (at most {METADATA_LIMIT})"
+            )
 
 
 def check_carriable_name(what: str, value: str) -> None:

@@ -23,6 +23,25 @@ def _meta(**overrides: object) -> api_pb2.PodSandboxMetadata:
 
 
 BAD_CONFIGS = [
+    (
+        "node-wide sysctl",
+        api_pb2.PodSandboxConfig(
+            metadata=_meta(), linux=api_pb2.LinuxPodSandboxConfig(sysctls={"vm.swappiness": "1"})
+        ),
+        "not a namespaced sysctl",
+    ),
+    (
+        "cgroup parent escaping",
+        api_pb2.PodSandboxConfig(
+            metadata=_meta(), linux=api_pb2.LinuxPodSandboxConfig(cgroup_parent="/../../fzcg")
+        ),
+        "linux.cgroup_parent",
+    ),
+    (
+        "annotations too big",
+        api_pb2.PodSandboxConfig(metadata=_meta(), annotations={"a": "x" * (300 * 1024)}),
+        "annotations are",
+    ),
     ("no metadata", api_pb2.PodSandboxConfig(), "no metadata"),
     ("empty name", api_pb2.PodSandboxConfig(metadata=_meta(name="")), "metadata.name is empty"),
     ("semicolon", api_pb2.PodSandboxConfig(metadata=_meta(name="a;b")), "metadata.name"),
