@@ -205,11 +205,15 @@ def in_process_shim(workdir: str, net: BenchNetwork) -> Iterator[tuple[ShimConte
     executor = plugin_executor(config)
     try:
         ctx = build_context(config, executor)
+        # A fresh root directory: nothing to recover, nothing to garbage-collect.
+        ctx.recovered.set()
+        ctx.collected.set()
         server = build_server(ctx)
         try:
             yield ctx, config.endpoint
         finally:
             server.stop(grace=5).wait()
+            ctx.logs.close()
     finally:
         if executor is not None:
             executor.stop()

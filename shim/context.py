@@ -61,6 +61,11 @@ class ShimContext:
     infra_oom_score_adj: int
     logs: ContainerLogs
     liveness: InfraLiveness = field(default_factory=InfraLiveness)
+    # Set once the store holds every sandbox and container again (start-up recovery): until
+    # then only Version and Status answer, so kubelet never sees a half-rebuilt view.
+    recovered: threading.Event = field(default_factory=threading.Event)
+    # Set once start-up CNI garbage collection is over: no new pod gets a network before it.
+    collected: threading.Event = field(default_factory=threading.Event)
     containers: ContainerStore = field(default_factory=ContainerStore)
 
     def netns_path(self, sandbox_id: str) -> str:

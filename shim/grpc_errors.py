@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
+import requests
 
 from shim.errors import ShimError
 
@@ -22,10 +23,21 @@ def maps_errors(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            gate = getattr(self, "gate", None)
+            if gate is not None:
+                gate(rpc, context)
             return method(self, request, context)
         except ShimError as err:
             log.warning("%s failed: %s", rpc, err)
             abort(context, err.code, str(err))
+        except requests.exceptions.RequestException as err:
+            # Refused, reset or timed out on Docker's socket: the engine is away, not our bug.
+            log.warning("%s failed: the Docker engine does not answer: %s", rpc, err)
+            abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                f"{rpc} failed: the Docker engine does not answer: {err}",
+            )
         except Exception as err:
             # context.abort raises to end the RPC: let that through untouched.
             if isinstance(err, grpc.RpcError) or type(err).__name__ == "_AbortError":

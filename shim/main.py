@@ -18,9 +18,9 @@ from shim.engine import labels as L
 from shim.engine.docker_engine import DockerInfraRuntime
 from shim.engine_watch import EngineWatcher, EventStream
 from shim.oom import infra_oom_score_adj
-from shim.recovery import recover
 from shim.sandbox.network import PodNetwork
 from shim.server import build_server
+from shim.startup import StartUp
 from shim.store.sandbox_store import SandboxStore
 
 log = logging.getLogger("shim")
@@ -112,10 +112,9 @@ def serve(config: ShimConfig, executor: WarmExecutor | None) -> int:
 
 def serve_context(ctx: ShimContext) -> int:
     config = ctx.config
-    recover(ctx)
-    watcher = EngineWatcher(ctx, docker_events(ctx))
-    watcher.start()
+    startup = StartUp(ctx, EngineWatcher(ctx, docker_events(ctx)))
     server = build_server(ctx)
+    startup.start()
     done = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -126,7 +125,7 @@ def serve_context(ctx: ShimContext) -> int:
     signal.signal(signal.SIGINT, on_signal)
     done.wait()
     server.stop(grace=5).wait()
-    watcher.close()
+    startup.close()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(config.socket_path)
     return 0

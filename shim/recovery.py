@@ -28,6 +28,12 @@ def recover(ctx: ShimContext) -> None:
             _adopt(ctx, container)
     log.info("recovered %d sandboxes", len(ctx.store.all()))
     recover_containers(ctx)
+
+
+def collect_garbage(ctx: ShimContext) -> None:
+    """CNI GC of every cached network against the sandboxes the store knows. Run after
+    `recover` and before any new pod gets a network (RunPodSandbox waits for it), so that no
+    attachment made meanwhile can be mistaken for a leftover."""
     live: dict[str, list[str]] = {}
     for record in ctx.store.all():
         if record.network and record.network_phase in (NetworkPhase.PENDING, NetworkPhase.ATTACHED):

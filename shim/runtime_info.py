@@ -39,6 +39,11 @@ def status(ctx: ShimContext, verbose: bool) -> api_pb2.StatusResponse:
         runtime.status = False
         runtime.reason = "DockerDaemonNotReady"
         runtime.message = str(err)
+    else:
+        if not ctx.recovered.is_set():
+            runtime.status = False
+            runtime.reason = "RuntimeRecovering"
+            runtime.message = "cri-shim is rebuilding its state from checkpoints and Docker"
     network = api_pb2.RuntimeCondition(type="NetworkReady", status=True)
     network_error = ctx.network.status_error()
     if network_error:
@@ -61,6 +66,12 @@ def status(ctx: ShimContext, verbose: bool) -> api_pb2.StatusResponse:
             }
         )
         response.info["lastCNILoadStatus"] = json.dumps(choice.error or "OK")
+        response.info["startup"] = json.dumps(
+            {
+                "recovered": ctx.recovered.is_set(),
+                "cniGarbageCollected": ctx.collected.is_set(),
+            }
+        )
     return response
 
 

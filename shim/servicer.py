@@ -19,6 +19,7 @@ from shim.container.status import container_status
 from shim.container.stop import stop_container
 from shim.container.update import update_container_resources
 from shim.context import ShimContext
+from shim.errors import UnavailableError
 from shim.grpc_errors import maps_errors
 from shim.image.fs_info import image_fs_info
 from shim.image.list import list_images
@@ -35,11 +36,34 @@ from shim.sandbox.stop import stop_pod_sandbox
 Ctx = grpc.ServicerContext
 
 
-class RuntimeService:
-    """runtime.v1.RuntimeService: the RPCs cri-shim offers (the rest answer UNIMPLEMENTED)."""
+# Answered from the first moment, before start-up recovery is over (kubelet's health checks).
+_UNGATED = frozenset({"Version", "Status"})
+# How long a call waits for start-up recovery before it is told to come back.
+RECOVERY_WAIT_S = 30.0
+
+
+class _Gated:
+    """Every RPC but Version and Status waits until start-up recovery has rebuilt the store,
+    so that no caller sees a half-rebuilt view (kubelet would recreate "missing" pods)."""
 
     def __init__(self, ctx: ShimContext) -> None:
         self._ctx = ctx
+
+    def gate(self, rpc: str, context: Ctx) -> None:
+        if rpc in _UNGATED or self._ctx.recovered.is_set():
+            return
+        remaining = context.time_remaining()
+        # Answer UNAVAILABLE a little before the caller's deadline, so it learns why.
+        wait = RECOVERY_WAIT_S if remaining is None else min(RECOVERY_WAIT_S, remaining - 0.5)
+        if not self._ctx.recovered.wait(wait):
+            raise UnavailableError(
+                f"{rpc}: cri-shim is still rebuilding its state after start-up"
+                " (is the Docker engine up?)"
+            )
+
+
+class RuntimeService(_Gated):
+    """runtime.v1.RuntimeService: the RPCs cri-shim offers (the rest answer UNIMPLEMENTED)."""
 
     @maps_errors
     def Version(self, request: api_pb2.VersionRequest, context: Ctx) -> api_pb2.VersionResponse:
@@ -179,11 +203,8 @@ class RuntimeService:
         return list_pod_sandbox_stats(self._ctx, request)
 
 
-class ImageService:
+class ImageService(_Gated):
     """runtime.v1.ImageService: the image basics, through Docker."""
-
-    def __init__(self, ctx: ShimContext) -> None:
-        self._ctx = ctx
 
     @maps_errors
     def ListImages(

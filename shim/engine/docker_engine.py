@@ -9,6 +9,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests
 
 from shim.engine import labels as L
 from shim.engine.protocol import ImageInfo, InfraSpec, InfraState
@@ -17,14 +18,21 @@ from shim.errors import ImageNotPresentError, InfraRuntimeError, NameConflictErr
 log = logging.getLogger(__name__)
 
 
+# Docker 20.10's API, which every engine since serves; nothing cri-shim uses is newer.
+API_VERSION = "1.41"
+
+
 class DockerInfraRuntime:
     def __init__(self, endpoint: str, owner: str, timeout: int = 120) -> None:
         self._owner = owner
+        self._endpoint = endpoint
         self._cgroup_driver: str | None = None
         # One pooled client shared by all RPC threads; the pool is sized for kubelet's
-        # parallel calls so that no request waits on a connection.
+        # parallel calls so that no request waits on a connection. A fixed API version, not
+        # "auto": negotiating connects at construction, and a Docker that is down at start-up
+        # must not stop the shim from serving (and reporting RuntimeReady=false).
         self._api = docker.APIClient(
-            base_url=endpoint, version="auto", timeout=timeout, max_pool_size=32
+            base_url=endpoint, version=API_VERSION, timeout=timeout, max_pool_size=32
         )
 
     @property
@@ -35,8 +43,10 @@ class DockerInfraRuntime:
     def ping(self) -> None:
         try:
             self._api.ping()
-        except docker.errors.DockerException as err:
-            raise InfraRuntimeError(f"failed to reach the docker engine: {err}") from err
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
+            raise InfraRuntimeError(
+                f"failed to reach the docker engine at {self._endpoint}: {err}"
+            ) from err
 
     def pull_image(self, image: str) -> str:
         repo, tag = _split_image(image)

@@ -12,7 +12,13 @@ from shim.context import ShimContext
 from shim.engine import labels as L
 from shim.engine.naming import sandbox_name
 from shim.engine.protocol import InfraSpec
-from shim.errors import AlreadyExistsError, ImageNotPresentError, InfraRuntimeError, ShimError
+from shim.errors import (
+    AlreadyExistsError,
+    ImageNotPresentError,
+    InfraRuntimeError,
+    ShimError,
+    UnavailableError,
+)
 from shim.sandbox.cni_translate import capability_args, cni_args, resolv_conf
 from shim.sandbox.netns_pin import pin, same_namespace, unpin
 from shim.sandbox.validation import validate_sandbox_config
@@ -105,6 +111,11 @@ def _create_to_ready(
 
     # 7. network: teardown is registered *before* ADD, since a failed ADD may hold an address.
     assert network is not None, "a pod without host network always has a network chosen"
+    # Start-up GC must be over first: it would take this pod's fresh attachment for a leftover.
+    if not ctx.collected.wait(ctx.config.cni_plugin_timeout):
+        raise UnavailableError(
+            f"sandbox {sandbox_id}: start-up CNI garbage collection is still running"
+        )
     attachment = ctx.network.attachment_for(
         network,
         cni_args(config.metadata, sandbox_id),

@@ -122,6 +122,20 @@ class Shim:
             log_level="debug",
         )
         self.proc = start_shim(config, self.log_path, self.extra_args, timeout=30)
+        self.wait_started()
+
+    def wait_started(self, timeout: float = 60) -> None:
+        """Until start-up recovery and CNI garbage collection (run in the background once the
+        socket serves) are over, as Status's verbose info reports."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.runtime().Status(api_pb2.StatusRequest(verbose=True), timeout=10).info
+            startup = json.loads(info.get("startup", "{}"))
+            if startup.get("cniGarbageCollected"):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cri-shim did not finish start-up: {startup}\n{self.log()}")
+            time.sleep(0.05)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         self._close_channel()

@@ -80,7 +80,9 @@ def test_lifecycle_status_and_log(shim: Shim, pod: tuple[str, api_pb2.PodSandbox
     assert exited.state == api_pb2.CONTAINER_EXITED
     assert (exited.exit_code, exited.reason) == (0, "Completed")
     assert exited.started_at >= exited.created_at > 0
-    assert exited.finished_at >= exited.started_at
+    # Docker stamps StartedAt after the process began, so a container that exits at once may
+    # show FinishedAt a hair before StartedAt: only their presence is checked.
+    assert exited.finished_at > 0
     # EXITED means the log is complete; output without a newline ends as a partial line.
     # (stdout and stderr are two pipes: their relative order is not defined.)
     lines = _cri_lines(log_path)
