@@ -50,7 +50,9 @@ def _addr(value: Any, what: str) -> IPAddress:
         raise errors.ConfigError(f"failed to parse {what} {value!r}: not an IP address") from exc
 
 
-def _parse_range(raw: dict[str, Any]) -> Range:
+def _parse_range(raw: Any) -> Range:
+    if not isinstance(raw, dict):
+        raise errors.ConfigError(f"failed to parse ipam range {raw!r}: not an object")
     if "subnet" not in raw:
         raise errors.ConfigError("failed to parse ipam range: missing 'subnet'")
     try:
@@ -95,22 +97,36 @@ def _requested_ips(netconf: dict[str, Any], args: skel.CmdArgs) -> list[IPAddres
     return out
 
 
+def _raw_range_sets(netconf: dict[str, Any], ipam: dict[str, Any]) -> list[Any]:
+    """The range sets in the reference's order: ``runtimeConfig.ipRanges`` (the ``ipRanges``
+    capability: the node's pod CIDRs), then the top-level ``subnet`` shorthand, then
+    ``ranges``. The reference prepends rather than replaces, so a config with static ranges
+    as well gets one address from each set, exactly as with the reference binary.
+    """
+    runtime_ranges = (netconf.get("runtimeConfig") or {}).get("ipRanges") or []
+    static_ranges = ipam.get("ranges") or []
+    for what, value in (("runtimeConfig.ipRanges", runtime_ranges), ("ranges", static_ranges)):
+        if not isinstance(value, list):
+            raise errors.ConfigError(f"failed to load host-local config: {what} must be a list")
+    raw_sets: list[Any] = list(runtime_ranges)
+    if ipam.get("subnet"):
+        raw_sets.append(
+            [{k: ipam[k] for k in ("subnet", "rangeStart", "rangeEnd", "gateway") if k in ipam}]
+        )
+    raw_sets += static_ranges
+    if not raw_sets:
+        raise errors.ConfigError("failed to load host-local config: no IP ranges specified")
+    return raw_sets
+
+
 def load_conf(args: skel.CmdArgs) -> IPAMConfig:
     netconf = args.netconf
     ipam = netconf.get("ipam")
     if not isinstance(ipam, dict):
         raise errors.ConfigError("failed to load host-local config: missing 'ipam' section")
-    raw_sets = ipam.get("ranges")
-    if not raw_sets:
-        if not ipam.get("subnet"):
-            raise errors.ConfigError("failed to load host-local config: no 'ranges' or 'subnet'")
-        # The shorthand: one range set made of the top-level subnet/rangeStart/rangeEnd/gateway.
-        raw_sets = [
-            [{k: ipam[k] for k in ("subnet", "rangeStart", "rangeEnd", "gateway") if k in ipam}]
-        ]
     range_sets = []
-    for raw_set in raw_sets:
-        if not raw_set:
+    for raw_set in _raw_range_sets(netconf, ipam):
+        if not raw_set or not isinstance(raw_set, list):
             raise errors.ConfigError("failed to load host-local config: empty range set")
         ranges = [_parse_range(r) for r in raw_set]
         for i, a in enumerate(ranges):

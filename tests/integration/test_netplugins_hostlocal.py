@@ -3,11 +3,16 @@ on the same config gives the same results and the same state files."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cnilib.api import CNIConfig
+from cnilib.conf import parse_conf_list
+from cnilib.types import RuntimeConf
 from tests.integration import test_netplugins_support as support
 from tests.integration.test_netplugins_support import REF_DIR, run_plugin
 
@@ -160,3 +165,63 @@ def test_requested_gateway_refused_like_reference(
         outcomes.append((error["code"], error["msg"], support.state_files(data_dir, "npt-hl")))
     assert outcomes[0] == outcomes[1]
     assert set(outcomes[0][2]) <= {"lock"}
+
+
+POD_CIDR_RANGES = [[{"subnet": "10.202.97.0/28"}]]
+
+
+@pytest.mark.parametrize(
+    "static",
+    [
+        {},
+        {"subnet": "10.202.98.0/28"},
+        {"ranges": [[{"subnet": "10.202.98.0/28"}], [{"subnet": "fd02:202::/64"}]]},
+        {"subnet": "10.202.98.0/28", "ranges": [[{"subnet": "10.202.99.0/28"}]]},
+    ],
+    ids=["ipRanges-only", "with-shorthand", "with-ranges", "with-both"],
+)
+def test_runtime_ip_ranges_match_reference(
+    static: dict[str, Any], ours: str, tmp_path: Path
+) -> None:
+    """The ``ipRanges`` capability as the shim sends it (the node's pod CIDR): used, and
+    combined with static ranges exactly as the reference combines them."""
+    outcomes = []
+    for plugin_dir in (ours, REF_DIR):
+        data_dir = tmp_path / plugin_dir.replace("/", "_")
+        conf: dict[str, Any] = {
+            "cniVersion": "1.0.0",
+            "name": "npt-hl",
+            "capabilities": {"ipRanges": True},
+            "runtimeConfig": {"ipRanges": POD_CIDR_RANGES},
+            "ipam": dict(static, type="host-local", dataDir=str(data_dir)),
+        }
+        runs = [
+            run_plugin(plugin_dir, "host-local", "ADD", conf, netns=NETNS, container_id=cid)
+            for cid in ("a", "b")
+        ]
+        ips = [r.result["ips"] for r in runs]
+        outcomes.append((ips, support.state_files(data_dir, "npt-hl")))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0][0][0]["address"] == "10.202.97.2/28"
+
+
+def test_runtime_ip_ranges_through_cnilib(ours: str, tmp_path: Path) -> None:
+    """A list whose host-local relies on ``ipRanges`` alone, run as the shim runs it."""
+    conflist = {
+        "cniVersion": "1.0.0",
+        "name": "npt-hl",
+        "plugins": [
+            {
+                "type": "host-local",
+                "capabilities": {"ipRanges": True},
+                "ipam": {"type": "host-local", "dataDir": str(tmp_path / "ipam")},
+            }
+        ],
+    }
+    net = parse_conf_list(json.dumps(conflist).encode())
+    cni = CNIConfig([ours], str(tmp_path / "cache"))
+    rt = RuntimeConf("npt-c1", NETNS, "eth0", capability_args={"ipRanges": POD_CIDR_RANGES})
+    result = cni.add_network_list(net, rt)
+    assert [str(ip.address) for ip in result.ips] == ["10.202.97.2/28"]
+    cni.del_network_list(net, rt)
+    assert sorted(os.listdir(tmp_path / "ipam" / "npt-hl")) == ["last_reserved_ip.0", "lock"]

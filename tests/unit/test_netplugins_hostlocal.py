@@ -206,3 +206,35 @@ def test_candidates_cover_every_address_once_across_ranges() -> None:
     seen = [str(ip) for _, ip in host_local._candidates(ranges, last)]
     assert seen[:3] == ["10.202.1.5", "10.202.1.6", "10.202.2.2"]
     assert len(seen) == len(set(seen)) == 10  # 2x(.2-.6), gateways .1 skipped
+
+
+POD_CIDR = [[{"subnet": "10.202.7.0/24"}]]
+
+
+def test_runtime_ip_ranges_alone_are_allocated_from(tmp_path: Path) -> None:
+    """The ``ipRanges`` capability (the node's pod CIDR) is enough: no static ranges needed."""
+    ipam = {"dataDir": str(tmp_path)}
+    args = _args(ipam, extra={"runtimeConfig": {"ipRanges": POD_CIDR}})
+    assert _ips(host_local.cmd_add(args)) == ["10.202.7.2/24"]
+
+
+def test_runtime_ip_ranges_come_before_shorthand_and_ranges(tmp_path: Path) -> None:
+    """The reference prepends ipRanges, then the ``subnet`` shorthand, then ``ranges``."""
+    ipam = {
+        "dataDir": str(tmp_path),
+        "subnet": "10.202.8.0/24",
+        "ranges": [[{"subnet": "fd02:202::/64"}]],
+    }
+    conf = host_local.load_conf(_args(ipam, extra={"runtimeConfig": {"ipRanges": POD_CIDR}}))
+    assert [str(s[0].subnet) for s in conf.range_sets] == [
+        "10.202.7.0/24",
+        "10.202.8.0/24",
+        "fd02:202::/64",
+    ]
+
+
+@pytest.mark.parametrize("ip_ranges", [[], None])
+def test_empty_runtime_ip_ranges_change_nothing(ip_ranges: Any, tmp_path: Path) -> None:
+    ipam = {"dataDir": str(tmp_path), "subnet": "10.202.8.0/24"}
+    conf = host_local.load_conf(_args(ipam, extra={"runtimeConfig": {"ipRanges": ip_ranges}}))
+    assert [str(s[0].subnet) for s in conf.range_sets] == ["10.202.8.0/24"]
