@@ -20,6 +20,13 @@ from shim.engine_watch import EngineWatcher, EventStream
 from shim.oom import infra_oom_score_adj
 from shim.sandbox.network import PodNetwork
 from shim.server import build_server
+from shim.single_instance import (
+    AlreadyRunningError,
+    RootLock,
+    remove_own_socket,
+    socket_answers,
+    socket_identity,
+)
 from shim.startup import StartUp
 from shim.store.sandbox_store import SandboxStore
 
@@ -101,6 +108,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(config: ShimConfig, executor: WarmExecutor | None) -> int:
+    os.makedirs(config.root_directory, mode=0o700, exist_ok=True)
+    lock = RootLock(config.root_directory)
+    try:
+        lock.acquire()
+        if socket_answers(config.socket_path):
+            raise AlreadyRunningError(
+                f"something already serves on {config.socket_path}: refusing to take it over"
+            )
+    except AlreadyRunningError as err:
+        log.error("cri-shim cannot start: %s", err)
+        lock.release()
+        return 1
+    try:
+        return serve_locked(config, executor)
+    finally:
+        lock.release()
+
+
+def serve_locked(config: ShimConfig, executor: WarmExecutor | None) -> int:
     if executor is not None:
         prestart(executor)
     ctx = build_context(config, executor)
@@ -114,6 +140,7 @@ def serve_context(ctx: ShimContext) -> int:
     config = ctx.config
     startup = StartUp(ctx, EngineWatcher(ctx, docker_events(ctx)))
     server = build_server(ctx)
+    own_socket = socket_identity(config.socket_path)
     startup.start()
     done = threading.Event()
 
@@ -127,7 +154,7 @@ def serve_context(ctx: ShimContext) -> int:
     server.stop(grace=5).wait()
     startup.close()
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(config.socket_path)
+        remove_own_socket(config.socket_path, own_socket)
     return 0
 
 
