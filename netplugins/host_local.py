@@ -119,21 +119,34 @@ def _raw_range_sets(netconf: dict[str, Any], ipam: dict[str, Any]) -> list[Any]:
     return raw_sets
 
 
+def _parse_range_set(raw_set: Any, index: int) -> list[Range]:
+    """One set: non-empty, one address family (each set yields one address), no overlaps."""
+    if not raw_set or not isinstance(raw_set, list):
+        raise errors.ConfigError(f"invalid range set {index}: empty range set")
+    ranges = [_parse_range(r) for r in raw_set]
+    if len({r.subnet.version for r in ranges}) > 1:
+        raise errors.ConfigError(f"invalid range set {index}: mixed address families")
+    for i, a in enumerate(ranges):
+        for b in ranges[i + 1 :]:
+            if _overlaps(a, b):
+                raise errors.ConfigError(
+                    f"invalid range set {index}: subnets {a.subnet} and {b.subnet} overlap"
+                )
+    return ranges
+
+
 def load_conf(args: skel.CmdArgs) -> IPAMConfig:
     netconf = args.netconf
     ipam = netconf.get("ipam")
     if not isinstance(ipam, dict):
         raise errors.ConfigError("failed to load host-local config: missing 'ipam' section")
-    range_sets = []
-    for raw_set in _raw_range_sets(netconf, ipam):
-        if not raw_set or not isinstance(raw_set, list):
-            raise errors.ConfigError("failed to load host-local config: empty range set")
-        ranges = [_parse_range(r) for r in raw_set]
-        for i, a in enumerate(ranges):
-            for b in ranges[i + 1 :]:
-                if _overlaps(a, b):
-                    raise errors.ConfigError(f"range {a.subnet} overlaps with range {b.subnet}")
-        range_sets.append(ranges)
+    range_sets = [_parse_range_set(raw, i) for i, raw in enumerate(_raw_range_sets(netconf, ipam))]
+    # As the reference: no two sets may share an address either, or one container could be
+    # handed the same address twice (and two containers could fight over it).
+    for i, first in enumerate(range_sets):
+        for j, second in enumerate(range_sets[i + 1 :], start=i + 1):
+            if any(_overlaps(a, b) for a in first for b in second):
+                raise errors.ConfigError(f"range set {i} overlaps with {j}")
     name = netconf.get("name")
     if not name:
         raise errors.ConfigError("failed to load host-local config: missing network 'name'")

@@ -225,3 +225,30 @@ def test_runtime_ip_ranges_through_cnilib(ours: str, tmp_path: Path) -> None:
     assert [str(ip.address) for ip in result.ips] == ["10.202.97.2/28"]
     cni.del_network_list(net, rt)
     assert sorted(os.listdir(tmp_path / "ipam" / "npt-hl")) == ["last_reserved_ip.0", "lock"]
+
+
+@pytest.mark.parametrize(
+    "ipam",
+    [
+        {"ranges": [[{"subnet": "10.202.97.0/24"}], [{"subnet": "10.202.97.0/25"}]]},
+        {"ranges": [[{"subnet": "10.202.97.0/24"}, {"subnet": "fd02:202::/64"}]]},
+        {"ranges": [[{"subnet": "10.202.97.0/24"}], [{"subnet": "fd02:202::/64"}]]},
+    ],
+    ids=["overlap-across-sets", "mixed-families-in-a-set", "dual-stack-ok"],
+)
+def test_range_set_validation_matches_reference(
+    ipam: dict[str, Any], ours: str, tmp_path: Path
+) -> None:
+    """Refused (and nothing reserved) exactly when the reference refuses."""
+    outcomes = []
+    for plugin_dir in (ours, REF_DIR):
+        data_dir = tmp_path / plugin_dir.replace("/", "_")
+        conf = {
+            "cniVersion": "1.0.0",
+            "name": "npt-hl",
+            "ipam": dict(ipam, type="host-local", dataDir=str(data_dir)),
+        }
+        run = run_plugin(plugin_dir, "host-local", "ADD", conf, netns=NETNS, container_id="a")
+        ips = run.result["ips"] if run.code == 0 else None
+        outcomes.append((run.code == 0, ips, set(support.state_files(data_dir, "npt-hl"))))
+    assert outcomes[0] == outcomes[1]

@@ -238,3 +238,32 @@ def test_empty_runtime_ip_ranges_change_nothing(ip_ranges: Any, tmp_path: Path) 
     ipam = {"dataDir": str(tmp_path), "subnet": "10.202.8.0/24"}
     conf = host_local.load_conf(_args(ipam, extra={"runtimeConfig": {"ipRanges": ip_ranges}}))
     assert [str(s[0].subnet) for s in conf.range_sets] == ["10.202.8.0/24"]
+
+
+@pytest.mark.parametrize(
+    ("ipam", "why"),
+    [
+        (
+            {"ranges": [[{"subnet": "10.202.1.0/24"}], [{"subnet": "10.202.1.0/25"}]]},
+            "range set 0 overlaps with 1",
+        ),
+        (
+            {"subnet": "10.202.1.0/24", "ranges": [[{"subnet": "10.202.1.128/25"}]]},
+            "range set 0 overlaps with 1",
+        ),
+        (
+            {"ranges": [[{"subnet": "10.202.1.0/24"}, {"subnet": "fd02:202::/64"}]]},
+            "invalid range set 0: mixed address families",
+        ),
+    ],
+    ids=["across-sets", "shorthand-and-ranges", "mixed-families"],
+)
+def test_range_sets_rejected_like_reference(ipam: dict[str, Any], why: str, tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError, match=why):
+        host_local.load_conf(_args(dict(ipam, dataDir=str(tmp_path))))
+
+
+def test_pod_cidr_overlapping_a_static_range_is_rejected(tmp_path: Path) -> None:
+    ipam = {"dataDir": str(tmp_path), "ranges": [[{"subnet": "10.202.7.0/25"}]]}
+    with pytest.raises(errors.ConfigError, match="range set 0 overlaps with 1"):
+        host_local.load_conf(_args(ipam, extra={"runtimeConfig": {"ipRanges": POD_CIDR}}))
