@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 
 from cri_api import api_pb2
 from shim.container.refresh import record_from_inspect
 from shim.context import ShimContext
 from shim.engine import labels as L
 from shim.engine.protocol import InfraState
+from shim.sandbox.netns_pin import unpin
 from shim.store.container_record import ContainerState
 from shim.store.sandbox_record import NetworkPhase, SandboxRecord
+from shim.store.sweep import sweep_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,12 @@ def recover(ctx: ShimContext) -> None:
             # (the checkpoint always precedes it), so it only needs stop and remove.
             _adopt(ctx, container)
     log.info("recovered %d sandboxes", len(ctx.store.all()))
+    unpin_orphans(ctx)
+    for directory in (
+        os.path.join(ctx.config.root_directory, "sandboxes"),
+        os.path.join(ctx.config.cni_cache_dir, "results"),
+    ):
+        sweep_temp_files(directory)
     recover_containers(ctx)
 
 
@@ -39,6 +48,23 @@ def collect_garbage(ctx: ShimContext) -> None:
         if record.network and record.network_phase in (NetworkPhase.PENDING, NetworkPhase.ATTACHED):
             live.setdefault(record.network.network_name, []).append(record.id)
     ctx.network.garbage_collect(live)
+
+
+def unpin_orphans(ctx: ShimContext) -> None:
+    """A pin whose sandbox has no checkpoint (lost while the shim was down) would keep an
+    empty network namespace alive for ever, and make the root directory unremovable."""
+    netns_dir = os.path.join(ctx.config.root_directory, "netns")
+    try:
+        entries = os.listdir(netns_dir)
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if ctx.store.get(entry) is None:
+            log.warning("sandbox %s: unpinning its network namespace, it has no checkpoint", entry)
+            try:
+                unpin(os.path.join(netns_dir, entry))
+            except OSError as err:
+                log.error("sandbox %s: failed to unpin its network namespace: %s", entry, err)
 
 
 def recover_containers(ctx: ShimContext) -> None:

@@ -212,3 +212,44 @@ def test_gc_collects_a_network_renamed_while_down(
         assert shim.list_pods() == []
         left = leftovers(shim, plan, {sid})  # `plan` still names the old network's state
         assert left.empty(), left
+
+
+def test_lost_checkpoint_leaves_no_pin_and_no_temp_files(
+    plan: NetworkPlan, pods: Pods, our_bin_dir: str
+) -> None:
+    """The checkpoint is lost while the shim is down and the container is gone: start-up
+    releases the network (GC), unpins the namespace (no bind mount may outlive its sandbox)
+    and sweeps the temporary files that SIGKILLed atomic writes left (issue 10, items 23-24).
+    On our plugins: the reference bridge cannot drop its masquerade rules without a netns."""
+    with running_shim(plan, pods, bin_dirs=[our_bin_dir]) as shim:
+        _lost_checkpoint(shim, plan, pods)
+
+
+def _lost_checkpoint(shim: Shim, plan: NetworkPlan, pods: Pods) -> None:
+    sid = pods.add(shim.run_pod(pod_config()))
+    pin = os.path.join(shim.root, "netns", sid)
+    assert os.path.ismount(pin)
+    shim.kill(signal.SIGKILL)
+    subprocess_run(["/usr/bin/docker", "rm", "-f", sid])
+    os.unlink(os.path.join(shim.root, "sandboxes", f"{sid}.json"))
+    stale = [
+        os.path.join(shim.root, "sandboxes", ".tmp-killed"),
+        os.path.join(shim.cache_dir, "results", ".tmp-killed"),
+    ]
+    for path in stale:
+        with open(path, "w") as f:
+            f.write("{")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    fresh = os.path.join(shim.cache_dir, "results", ".tmp-just-now")
+    with open(fresh, "w") as f:
+        f.write("{")
+    try:
+        shim.start()
+        assert not os.path.ismount(pin) and not os.path.exists(pin)
+        assert not any(os.path.exists(p) for p in stale)
+        assert os.path.exists(fresh)  # may belong to a live writer of another runtime
+    finally:
+        os.unlink(fresh)
+    assert shim.list_pods() == []
+    left = leftovers(shim, plan, {sid})
+    assert left.empty(), left
