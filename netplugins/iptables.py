@@ -1,8 +1,9 @@
 """A thin, idempotent wrapper over the ``iptables`` / ``ip6tables`` commands.
 
 The reference plugins drive the same commands (go-iptables execs them), so rules made by either
-family look the same to an operator and to each other. ``-w`` waits for the xtables lock that
-concurrent plugins contend for.
+family look the same to an operator and to each other. ``-w`` without a number waits for the
+xtables lock for as long as it takes, which is what go-iptables does by default (its timeout 0
+means "--wait" with no seconds): a busy node delays a plugin instead of failing it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import shlex
 import subprocess
 
 from netplugins.errors import IptablesFailure
+
+# iptables(8) "-w [seconds]": no seconds = wait until the lock is free.
+WAIT = ("-w",)
 
 # libcni/plugins utils: chain names are "CNI-" + prefix + hex(sha512(name + id)), cut to 28.
 MAX_CHAIN_LENGTH = 28
@@ -52,16 +56,30 @@ class Snapshot:
         return [line for line in self.rules if line.startswith(prefix)]
 
 
+def _exec(cmd: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+    except OSError as exc:  # no such binary: a coded CNI error, not a traceback
+        raise IptablesFailure(f"failed to run {shlex.join(cmd)}", str(exc)) from exc
+
+
 class IPTables:
     def __init__(self, version: int = 4) -> None:
         self.binary = "iptables" if version == 4 else "ip6tables"
         self.version = version
 
     def save(self, table: str) -> Snapshot:
-        """The whole table in one exec (a few ms, versus one exec per -C probe)."""
-        proc = subprocess.run([f"{self.binary}-save", "-t", table], capture_output=True, text=True)
+        """The whole table in one exec (a few ms, versus one exec per -C probe).
+
+        A failure is an error, never an empty table: DEL and GC decide what to remove from
+        this snapshot, and an empty one would make them succeed while leaving every rule.
+        """
+        cmd = [f"{self.binary}-save", "-t", table]
+        proc = _exec(cmd)
         if proc.returncode != 0:
-            return Snapshot([])
+            raise IptablesFailure(
+                f"failed to run {shlex.join(cmd)}", proc.stderr.strip() or f"exit {proc.returncode}"
+            )
         return Snapshot(proc.stdout.splitlines())
 
     def restore(self, table: str, lines: list[str]) -> None:
@@ -69,8 +87,8 @@ class IPTables:
         if not lines:
             return
         payload = f"*{table}\n" + "\n".join(lines) + "\nCOMMIT\n"
-        cmd = [f"{self.binary}-restore", "--noflush", "-w", "5"]
-        proc = subprocess.run(cmd, input=payload, capture_output=True, text=True)
+        cmd = [f"{self.binary}-restore", "--noflush", *WAIT]
+        proc = _exec(cmd, payload)
         if proc.returncode != 0:
             raise IptablesFailure(
                 f"failed to run {shlex.join(cmd)}",
@@ -78,8 +96,8 @@ class IPTables:
             )
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        cmd = [self.binary, "-w", "5", *args]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        cmd = [self.binary, *WAIT, *args]
+        proc = _exec(cmd)
         if check and proc.returncode != 0:
             raise IptablesFailure(
                 f"failed to run {shlex.join(cmd)}", proc.stderr.strip() or f"exit {proc.returncode}"

@@ -271,3 +271,26 @@ def test_bridge_with_foreign_address_matches_reference(
             outcomes.append(outcome)
     assert outcomes[0] == outcomes[1]
     assert (outcomes[0]["code"] == 0) is force
+
+
+def test_del_fails_when_iptables_save_fails(ours: str, tmp_path: Path) -> None:
+    """A snapshot that cannot be taken fails the DEL (the runtime keeps its cache and retries)
+    instead of reporting success with the masquerade chain and its jump left behind."""
+    conf = _bridge_conf("1.0.0", bridge="nptdiff5", isGateway=True, ipMasq=True)
+    conf["ipam"] = {"type": "host-local", "subnet": "10.202.150.0/24", "dataDir": str(tmp_path)}
+    broken = support.failing_tool(tmp_path / "broken", "iptables-save", "ip6tables-save")
+    chain = chain_name(conf["name"], CID)
+    with support.resources() as res:
+        res.bridges.append("nptdiff5")
+        res.masq.append((conf["name"], CID))
+        path = netns_path(res.new_netns())
+        assert run_plugin(ours, "bridge", "ADD", conf, netns=path, container_id=CID).result
+        rules = support.nat_rules(chain)
+        assert any("POSTROUTING" in r for r in rules)
+        failed = run_plugin(
+            ours, "bridge", "DEL", conf, netns=path, container_id=CID, path_prefix=broken
+        )
+        assert "iptables-save" in failed.error["msg"]
+        assert support.nat_rules(chain) == rules  # nothing claimed done, nothing half done
+        assert run_plugin(ours, "bridge", "DEL", conf, netns=path, container_id=CID).code == 0
+        assert support.nat_rules(chain) == []

@@ -80,9 +80,12 @@ def run_plugin(
     ifname: str = "eth0",
     cni_args: str = "",
     cni_path: str | None = None,
+    path_prefix: str = "",
 ) -> PluginRun:
+    """Exec one plugin; ``path_prefix`` goes before PATH (to shadow a tool with a fake)."""
+    path = os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
     env = {
-        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "PATH": f"{path_prefix}{os.pathsep}{path}" if path_prefix else path,
         "CNI_COMMAND": command,
         "CNI_CONTAINERID": container_id,
         "CNI_NETNS": netns,
@@ -98,6 +101,16 @@ def run_plugin(
         timeout=120,
     )
     return PluginRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def failing_tool(directory: Path, *names: str) -> str:
+    """A directory of executables named ``names`` that fail like a tool that cannot work."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        tool = directory / name
+        tool.write_text('#!/bin/sh\necho "$0: simulated failure" >&2\nexit 4\n')
+        tool.chmod(0o755)
+    return str(directory)
 
 
 def addresses(ifname: str, netns: str = "") -> list[str]:
