@@ -27,6 +27,11 @@ from shim.undo import UndoStack
 
 log = logging.getLogger(__name__)
 
+# The undo steps of RunPodSandbox, named once: the rollback's outcome is read by name.
+UNDO_CONTAINER = "remove infra container"
+UNDO_PIN = "unpin network namespace"
+UNDO_NETWORK = "tear down network"
+
 
 def run_pod_sandbox(ctx: ShimContext, request: api_pb2.RunPodSandboxRequest) -> str:
     config = request.config
@@ -52,7 +57,7 @@ def run_pod_sandbox(ctx: ShimContext, request: api_pb2.RunPodSandboxRequest) -> 
             ctx.infra.pull_image(spec.image)
             sandbox_id = ctx.infra.create(spec)
         undo = UndoStack(f"sandbox {sandbox_id}")
-        undo.push("remove infra container", lambda: ctx.infra.remove(sandbox_id))
+        undo.push(UNDO_CONTAINER, lambda: ctx.infra.remove(sandbox_id))
         with ctx.store.locked(sandbox_id):
             record = SandboxRecord(
                 id=sandbox_id,
@@ -103,7 +108,7 @@ def _create_to_ready(
     pid = _running_pid(ctx, sandbox_id)
     netns_path = ctx.netns_path(sandbox_id)
     pin(pid, netns_path)
-    undo.push("unpin network namespace", lambda: unpin(netns_path))
+    undo.push(UNDO_PIN, lambda: unpin(netns_path))
     after = ctx.infra.inspect(sandbox_id)
     if after is None or after.pid != pid or not same_namespace(netns_path, f"/proc/{pid}/ns/net"):
         raise InfraRuntimeError(f"infra container {sandbox_id} exited while its netns was pinned")
@@ -124,7 +129,12 @@ def _create_to_ready(
     record.network = attachment
     record.network_phase = NetworkPhase.PENDING
     ctx.store.save(record)
-    undo.push("tear down network", lambda: ctx.network.teardown(sandbox_id, netns_path, attachment))
+    # A failed DEL keeps the pin and the container: StopPodSandbox retries DEL with them.
+    undo.push(
+        UNDO_NETWORK,
+        lambda: ctx.network.teardown(sandbox_id, netns_path, attachment),
+        keeps_earlier=True,
+    )
     result = ctx.network.setup(sandbox_id, netns_path, attachment)
     attachment.result = result.to_dict()
     record.network_phase = NetworkPhase.ATTACHED
@@ -146,7 +156,7 @@ def _give_back(ctx: ShimContext, record: SandboxRecord, undo: UndoStack) -> None
         ctx.store.delete(record.id)
         return
     record.state = SandboxState.NOTREADY
-    if not any(f.startswith("tear down network") for f in failures):
+    if not undo.failed(UNDO_NETWORK):
         record.network_phase = NetworkPhase.DETACHED if record.network else NetworkPhase.NONE
     try:
         ctx.store.save(record)

@@ -17,6 +17,7 @@ from tests.e2e.harness import (
     Shim,
     details,
     leftovers,
+    owned_containers,
     pod_config,
     script_plugins,
 )
@@ -142,6 +143,9 @@ def test_failed_undo_keeps_sandbox_for_stop_to_finish(plan: NetworkPlan, pods: P
             listed = shim.list_pods()
             assert len(listed) == 1 and listed[0].state == api_pb2.SANDBOX_NOTREADY
             sandbox_id = pods.add(listed[0].id)
+            # What a retried DEL needs is kept: the pinned namespace and the infra container.
+            assert os.path.ismount(os.path.join(shim.root, "netns", sandbox_id))
+            assert sandbox_id in owned_containers(shim)
             with pytest.raises(grpc.RpcError) as caught:
                 shim.stop_pod(sandbox_id)
             assert "e2e-stubborn: cannot release yet" in details(caught.value)

@@ -95,8 +95,26 @@ def test_undo_runs_newest_first_and_continues_after_failure() -> None:
 
     undo.push("second", broken)
     undo.push("third", lambda: calls.append("third"))
-    assert undo.rollback() == ["second: device busy"]
+    assert [str(f) for f in undo.rollback()] == ["second: device busy"]
     assert calls == ["third", "second", "first"]
+
+
+def test_failed_undo_that_keeps_earlier_steps_stops_the_rollback() -> None:
+    """A failed CNI DEL must keep the pin and the container that a retried DEL needs."""
+    calls: list[str] = []
+    undo = UndoStack("test")
+    undo.push("container", lambda: calls.append("container"))
+    undo.push("pin", lambda: calls.append("pin"))
+
+    def failing_del() -> None:
+        raise OSError("plugin failed")
+
+    undo.push("network", failing_del, keeps_earlier=True)
+    failures = undo.rollback()
+    assert undo.failed("network") and not undo.failed("pin")
+    assert [f.step for f in failures] == ["network"]
+    assert calls == []
+    assert undo.kept == ["pin", "container"]
 
 
 def test_undo_commit_keeps_everything() -> None:
