@@ -32,8 +32,9 @@ def metadata(record: ContainerRecord) -> api_pb2.ContainerMetadata:
 
 
 def image_spec(record: ContainerRecord) -> api_pb2.ImageSpec:
+    spec = record.spec
     return api_pb2.ImageSpec(
-        image=record.spec.image, user_specified_image=record.spec.user_specified_image
+        image=spec.image_name or spec.image, user_specified_image=spec.user_specified_image
     )
 
 

@@ -68,6 +68,7 @@ def create_container(ctx: ShimContext, request: api_pb2.CreateContainerRequest) 
             stdin_once=config.stdin_once,
             mounts=[_mount_fields(m) for m in config.mounts],
             user_specified_image=config.image.user_specified_image,
+            image_name=image_name(config.image, image.id, image.repo_tags),
         )
         options = sandbox_config.linux.security_context.namespace_options
         placement = Placement(
@@ -93,6 +94,16 @@ def create_container(ctx: ShimContext, request: api_pb2.CreateContainerRequest) 
         image.id,
     )
     return container_id
+
+
+def image_name(spec: api_pb2.ImageSpec, image_id: str, repo_tags: list[str]) -> str:
+    """kubelet creates from the image id and names the image in `user_specified_image`;
+    other clients give a name. Status reports a name either way."""
+    if spec.image != image_id and not spec.image.startswith("sha256:"):
+        return spec.image
+    if spec.user_specified_image:
+        return spec.user_specified_image
+    return repo_tags[0] if repo_tags else spec.image
 
 
 def log_file(log_directory: str, log_path: str) -> str:

@@ -45,6 +45,9 @@ class ContainerSpec:
     stdin_once: bool = False
     mounts: list[dict[str, Any]] = field(default_factory=list)  # CRI Mount fields
     user_specified_image: str = ""
+    # What status reports as the image: a name, never the bare id kubelet passes (kubelet
+    # shows it in the pod status, as dockershim and containerd do).
+    image_name: str = ""
 
     def to_label(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from cri_api import api_pb2
+from shim.container.create import image_name
 from shim.container.docker_config import (
     Placement,
     binds,
@@ -334,3 +335,17 @@ def test_bad_env_key() -> None:
     config = api_pb2.ContainerConfig(envs=[api_pb2.KeyValue(key="A=B", value="x")])
     with pytest.raises(InvalidArgumentError, match="envs\\[0\\]"):
         create_body(config, PLACEMENT, _no_file)
+
+
+@pytest.mark.parametrize(
+    ("image", "user_specified", "tags", "expected"),
+    [
+        ("busybox:1", "", ["busybox:1"], "busybox:1"),
+        ("sha256:abc", "web:2", ["web:2", "web:latest"], "web:2"),  # kubelet's way
+        ("sha256:abc", "", ["web:latest"], "web:latest"),
+        ("sha256:abc", "", [], "sha256:abc"),
+    ],
+)
+def test_image_name(image: str, user_specified: str, tags: list[str], expected: str) -> None:
+    spec = api_pb2.ImageSpec(image=image, user_specified_image=user_specified)
+    assert image_name(spec, "sha256:abc", tags) == expected
