@@ -8,10 +8,12 @@ pod without a restart, and NetworkReady follows it.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,9 @@ from shim.sandbox.netns_pin import is_pinned
 from shim.store.sandbox_record import NetworkAttachment
 
 log = logging.getLogger(__name__)
+
+STATUS_TIMEOUT_S = 2.0  # how long Status waits for a CNI STATUS answer
+STATUS_CACHE_S = 3.0  # how long an answer is reused
 
 POD_IFNAME = "eth0"
 LOOPBACK_IFNAME = "lo"
@@ -58,6 +63,12 @@ class PodNetwork:
         self._lock = threading.Lock()
         self._signature: tuple[Any, ...] | None = None
         self._choice = NetworkChoice(None, "not loaded yet", ())
+        self._status_lock = threading.Lock()
+        self._status_answer: tuple[NetworkConfigList, float, str] | None = None
+        self._status_future: concurrent.futures.Future[str] | None = None
+        self._status_pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="cni-status"
+        )
 
     # -- choosing the network -------------------------------------------------------------
 
@@ -77,15 +88,42 @@ class PodNetwork:
         return choice.network
 
     def status_error(self) -> str:
-        """Empty when pods can get a network now; otherwise why not (for NetworkReady)."""
+        """Empty when pods can get a network now; otherwise why not (for NetworkReady).
+
+        kubelet asks every 5 s and marks the node NotReady when Status is slow, so a CNI 1.1
+        STATUS is asked at most once per STATUS_CACHE_S, one at a time, and waited for at most
+        STATUS_TIMEOUT_S; a plugin that hangs longer is reported as not answering (it keeps
+        running up to the plugin timeout, in the background, never twice at once)."""
         choice = self.choice()
-        if choice.network is None:
+        network = choice.network
+        if network is None:
             return choice.error
+        with self._status_lock:
+            cached = self._status_answer
+            fresh = cached is not None and time.monotonic() - cached[1] < STATUS_CACHE_S
+            if cached is not None and fresh and cached[0] is network:
+                return cached[2]
+            future = self._status_future
+            if future is None or future.done():
+                future = self._status_pool.submit(self._ask_status, network)
+                self._status_future = future
         try:
-            self._cni.get_status_network_list(choice.network)
+            return future.result(timeout=STATUS_TIMEOUT_S)
+        except concurrent.futures.TimeoutError:
+            return (
+                f"network {network.name}: its plugins' STATUS did not answer within"
+                f" {STATUS_TIMEOUT_S:.0f} s"
+            )
+
+    def _ask_status(self, network: NetworkConfigList) -> str:
+        try:
+            self._cni.get_status_network_list(network)
+            answer = ""
         except CNIError as err:
-            return f"network {choice.network.name} reports it is not ready: {err}"
-        return ""
+            answer = f"network {network.name} reports it is not ready: {err}"
+        with self._status_lock:
+            self._status_answer = (network, time.monotonic(), answer)
+        return answer
 
     def _choose(self) -> NetworkChoice:
         skipped: list[str] = []

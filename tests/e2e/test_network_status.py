@@ -4,6 +4,7 @@ not ready), and it follows them without a restart."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -20,7 +21,8 @@ conf=$(cat)
 gate=$(printf '%s' "$conf" | sed -n 's/.*"gate": *"\\([^"]*\\)".*/\\1/p')
 case "$CNI_COMMAND" in
 VERSION) echo '{"cniVersion":"1.1.0","supportedVersions":["1.0.0","1.1.0"]}' ;;
-STATUS) if [ -e "$gate" ]; then
+STATUS) if [ -e "$gate.hang" ]; then sleep 8; fi
+        if [ -e "$gate" ]; then
           echo '{"cniVersion":"1.1.0","code":50,"msg":"e2e-gated: overlay not up yet"}'
           exit 1
         fi ;;
@@ -60,4 +62,26 @@ def test_status_of_a_1_1_network_drives_network_ready(
     assert condition.reason == "NetworkPluginNotReady"
     assert "e2e-gated: overlay not up yet" in condition.message
     os.unlink(gate)
+    # Answers are reused for a few seconds (kubelet asks every 5 s): it follows soon after.
+    deadline = time.monotonic() + 15
+    while not _network_ready(gated_shim).status and time.monotonic() < deadline:
+        time.sleep(0.3)
     assert _network_ready(gated_shim).status
+
+
+def test_a_hanging_status_does_not_hang_status(gated_shim: Shim, gated_plugin_dir: str) -> None:
+    """A STATUS that hangs costs Status a short wait of its own, not the plugin timeout, and
+    calls do not pile up behind it (issue 10, item 7)."""
+    gate = os.path.join(gated_plugin_dir, "not-ready")
+    open(gate + ".hang", "w").close()
+    gated_shim.write_conf(
+        "10-e2e.conflist",
+        {"cniVersion": "1.1.0", "name": "gated", "plugins": [{"type": "e2e-gated", "gate": gate}]},
+    )
+    for _ in range(3):
+        started = time.monotonic()
+        condition = _network_ready(gated_shim)
+        assert time.monotonic() - started < 5
+        assert not condition.status
+        assert "STATUS did not answer within" in condition.message
+    os.unlink(gate + ".hang")
