@@ -21,6 +21,7 @@ from typing import Any
 
 from netplugins import delegation, errors, skel
 from netplugins.result import normalize
+from netplugins.statefiles import state_path
 
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 DEFAULT_DATA_DIR = "/var/lib/cni/flannel"
@@ -111,12 +112,15 @@ def build_delegate(netconf: dict[str, Any], env: SubnetEnv) -> dict[str, Any]:
     return delegate
 
 
-def _conf_paths(netconf: dict[str, Any], container_id: str) -> tuple[str, str, str]:
+def _conf_paths(netconf: dict[str, Any], container_id: str | None) -> tuple[str, str, str]:
+    """Subnet file, data dir and the saved delegate's path (empty when ``container_id`` is
+    None: GC and STATUS have no container)."""
     if not netconf.get("name"):
         raise errors.ConfigError("failed to load flannel config: missing network 'name'")
     subnet_file = str(netconf.get("subnetFile") or DEFAULT_SUBNET_FILE)
     data_dir = str(netconf.get("dataDir") or DEFAULT_DATA_DIR)
-    return subnet_file, data_dir, os.path.join(data_dir, container_id)
+    saved = "" if container_id is None else state_path(data_dir, container_id, "container id")
+    return subnet_file, data_dir, saved
 
 
 def _save(path: str, delegate: dict[str, Any]) -> None:
@@ -184,7 +188,7 @@ def cmd_gc(args: skel.CmdArgs) -> None:
     CNI_NETNS); its file goes only once that DEL succeeded, so a failed teardown is retried at
     the next GC. Then the delegate's own GC (bridge -> host-local) runs, as before.
     """
-    subnet_file, data_dir, _ = _conf_paths(args.netconf, "")
+    subnet_file, data_dir, _ = _conf_paths(args.netconf, None)
     network = str(args.netconf["name"])
     attachments = [
         a for a in args.netconf.get("cni.dev/valid-attachments") or [] if isinstance(a, dict)
@@ -215,7 +219,7 @@ def _saved_ids(data_dir: str) -> list[str]:
 
 
 def _delete_stale(args: skel.CmdArgs, data_dir: str, network: str, container_id: str) -> None:
-    path = os.path.join(data_dir, container_id)
+    path = state_path(data_dir, container_id, "saved delegate name")
     try:
         delegate = _load_saved(path)
     except errors.IOFailure:
@@ -247,7 +251,7 @@ def _delete_stale(args: skel.CmdArgs, data_dir: str, network: str, container_id:
 
 def cmd_status(args: skel.CmdArgs) -> None:
     """SPEC 1.1 STATUS: not ready (50) until flanneld has written the subnet file."""
-    subnet_file, _, _ = _conf_paths(args.netconf, "")
+    subnet_file, _, _ = _conf_paths(args.netconf, None)
     read_subnet_env(subnet_file)
 
 

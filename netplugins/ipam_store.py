@@ -16,7 +16,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from netplugins.errors import IOFailure
+from netplugins.errors import ConfigError, IOFailure
+from netplugins.statefiles import state_path
 
 LINE_BREAK = "\r\n"
 LAST_RESERVED_PREFIX = "last_reserved_ip."
@@ -34,7 +35,7 @@ class Store:
     """One network's reservation directory. Use as ``with store.locked(): ...``."""
 
     def __init__(self, data_dir: str, network: str) -> None:
-        self.dir = os.path.join(data_dir, network)
+        self.dir = state_path(data_dir, network, "network name", ConfigError)
         self._lock_fd: int | None = None
 
     @contextlib.contextmanager

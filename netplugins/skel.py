@@ -7,7 +7,8 @@ warm worker and in-process delegation can call a plugin without touching the pro
 
 Behaviour follows the CNI SPEC (1.1.0, "Parameters" and "Error") and the reference ``skel``:
 VERSION needs no environment beyond ``CNI_COMMAND``; CHECK needs cniVersion >= 0.4.0; GC and
-STATUS need >= 1.1.0; missing variables are error 4, undecodable stdin error 6.
+STATUS need >= 1.1.0; missing variables are error 4, undecodable stdin error 6; a container id
+or interface name that breaks the reference skel's rules is error 4, before anything runs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -36,6 +38,35 @@ _REQUIRED_ENV: dict[str, tuple[str, ...]] = {
     "GC": ("CNI_PATH",),
     "STATUS": ("CNI_PATH",),
 }
+
+
+# The reference skel's rules for the runtime-supplied names (libcni utils, SPEC "Parameters"):
+# a container id starts alphanumeric and continues with alphanumerics, '_', '.' or '-'; an
+# interface name fits IFNAMSIZ (16 bytes with the NUL), is not '.'/'..', and has no '/', ':'
+# or whitespace (the kernel's dev_valid_name). Both end up in file names under data dirs.
+_CONTAINER_ID = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
+MAX_IFNAME_BYTES = 15
+
+
+def validate_container_id(container_id: str) -> None:
+    if not container_id:
+        raise errors.NetPluginError("missing containerID", code=errors.UNKNOWN_CONTAINER)
+    if not _CONTAINER_ID.fullmatch(container_id):
+        raise errors.BadEnvironment("invalid characters in containerID", container_id)
+
+
+def validate_ifname(ifname: str) -> None:
+    if not ifname:
+        raise errors.BadEnvironment("interface name is empty")
+    if len(os.fsencode(ifname)) > MAX_IFNAME_BYTES:
+        raise errors.BadEnvironment(
+            "interface name is too long",
+            f"interface name should be less than {MAX_IFNAME_BYTES + 1} characters",
+        )
+    if ifname in (".", ".."):
+        raise errors.BadEnvironment("interface name is . or ..")
+    if any(ch in "/:" or ch.isspace() for ch in ifname):
+        raise errors.BadEnvironment("interface name contains / or : or whitespace characters")
 
 
 @dataclass(frozen=True)
@@ -122,6 +153,10 @@ def _dispatch(spec: PluginSpec, env: Mapping[str, str], stdin: bytes) -> bytes:
     missing = [n for n in missing if not (n == "CNI_PATH" and n in env)]
     if missing:
         raise errors.BadEnvironment(f"required env variables {missing} missing")
+    if "CNI_CONTAINERID" in _REQUIRED_ENV[command]:
+        validate_container_id(env["CNI_CONTAINERID"])
+    if "CNI_IFNAME" in _REQUIRED_ENV[command]:
+        validate_ifname(env["CNI_IFNAME"])
     netconf = _decode(stdin)
     version = str(netconf.get("cniVersion", "0.3.0"))
     if version not in SUPPORTED_VERSIONS:

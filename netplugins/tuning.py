@@ -19,6 +19,7 @@ from typing import Any
 
 from netplugins import errors, nsenter, skel
 from netplugins.result import normalize
+from netplugins.statefiles import state_path
 
 DEFAULT_DATA_DIR = "/run/cni/tuning"
 # Beside the reference-format state files: which network each one belongs to (for GC; the
@@ -59,12 +60,17 @@ def load_conf(netconf: dict[str, Any]) -> TuningConf:
     )
 
 
+def _state_name(args: skel.CmdArgs) -> str:
+    return f"{args.container_id}_{args.ifname}.json"
+
+
 def _saved_path(conf: TuningConf, args: skel.CmdArgs) -> str:
-    return os.path.join(conf.data_dir, f"{args.container_id}_{args.ifname}.json")
+    return state_path(conf.data_dir, _state_name(args), "container id / ifname")
 
 
 def _owner_path(conf: TuningConf, args: skel.CmdArgs) -> str:
-    return os.path.join(conf.data_dir, OWNERS_DIR, f"{args.container_id}_{args.ifname}.json")
+    owners = os.path.join(conf.data_dir, OWNERS_DIR)
+    return state_path(owners, _state_name(args), "container id / ifname")
 
 
 def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:

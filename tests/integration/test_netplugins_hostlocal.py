@@ -252,3 +252,35 @@ def test_range_set_validation_matches_reference(
         ips = run.result["ips"] if run.code == 0 else None
         outcomes.append((run.code == 0, ips, set(support.state_files(data_dir, "npt-hl"))))
     assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize(
+    ("container_id", "ifname"),
+    [("../escape", "eth0"), ("_x", "eth0"), ("c1", "a/b"), ("c1", ".."), ("c1", "x" * 16)],
+)
+@pytest.mark.parametrize("command", ["ADD", "DEL"])
+def test_bad_container_id_or_ifname_refused_like_reference(
+    container_id: str, ifname: str, command: str, ours: str, tmp_path: Path
+) -> None:
+    outcomes = []
+    for plugin_dir in (ours, REF_DIR):
+        data_dir = tmp_path / plugin_dir.replace("/", "_") / "networks"
+        conf = {
+            "cniVersion": "1.0.0",
+            "name": "npt-hl",
+            "ipam": {"type": "host-local", "subnet": "10.202.97.0/24", "dataDir": str(data_dir)},
+        }
+        run = run_plugin(
+            plugin_dir,
+            "host-local",
+            command,
+            conf,
+            netns=NETNS,
+            container_id=container_id,
+            ifname=ifname,
+        )
+        error = run.error
+        made = sorted(str(p.relative_to(data_dir.parent)) for p in data_dir.parent.rglob("*"))
+        outcomes.append((error["code"], error["msg"], made))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == 4

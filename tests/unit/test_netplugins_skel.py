@@ -153,3 +153,53 @@ def test_normalize_and_convert_round_trip() -> None:
     new = normalize(old)
     assert "version" not in new["ips"][0]
     assert convert(new, "0.3.1")["ips"][0]["version"] == "6"
+
+
+BAD_NAMES = [
+    ("CNI_CONTAINERID", "../x", "invalid characters in containerID"),
+    ("CNI_CONTAINERID", "_x", "invalid characters in containerID"),
+    ("CNI_CONTAINERID", "a/b", "invalid characters in containerID"),
+    ("CNI_CONTAINERID", "x y", "invalid characters in containerID"),
+    ("CNI_CONTAINERID", "c1\n", "invalid characters in containerID"),
+    ("CNI_IFNAME", "a/b", "interface name contains / or : or whitespace characters"),
+    ("CNI_IFNAME", "eth:0", "interface name contains / or : or whitespace characters"),
+    ("CNI_IFNAME", "eth 0", "interface name contains / or : or whitespace characters"),
+    ("CNI_IFNAME", ".", "interface name is . or .."),
+    ("CNI_IFNAME", "..", "interface name is . or .."),
+    ("CNI_IFNAME", "0123456789abcdef", "interface name is too long"),
+    ("CNI_IFNAME", "é" + "x" * 14, "interface name is too long"),  # 16 bytes, 15 characters
+]
+
+
+@pytest.mark.parametrize("command", ["ADD", "CHECK", "DEL"])
+@pytest.mark.parametrize(("variable", "value", "msg"), BAD_NAMES)
+def test_bad_container_id_or_ifname_is_error_4_before_the_plugin_runs(
+    command: str, variable: str, value: str, msg: str
+) -> None:
+    """The reference skel's rules and messages (libcni utils ValidateContainerID / ...IfName)."""
+    CALLS.clear()
+    env = dict(FULL_ENV, CNI_COMMAND=command, **{variable: value})
+    code, out, _ = skel.run(SPEC, env, _conf())
+    body = json.loads(out)
+    assert (code, body["code"], body["msg"]) == (1, errors.INVALID_ENVIRONMENT, msg)
+    assert CALLS == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CNI_CONTAINERID", "x.y-z_W9"),
+        ("CNI_CONTAINERID", "0" * 64),
+        ("CNI_IFNAME", "eth0.100"),
+        ("CNI_IFNAME", "x" * 15),
+    ],
+)
+def test_good_names_pass(variable: str, value: str) -> None:
+    code, _, _ = skel.run(SPEC, dict(FULL_ENV, **{variable: value}), _conf())
+    assert code == 0
+
+
+def test_gc_needs_no_container_id() -> None:
+    env = {"CNI_COMMAND": "GC", "CNI_PATH": "", "CNI_CONTAINERID": "../x", "CNI_IFNAME": ""}
+    code, _, _ = skel.run(SPEC, env, _conf("1.1.0"))
+    assert code == 0
