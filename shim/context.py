@@ -68,5 +68,10 @@ class ShimContext:
     collected: threading.Event = field(default_factory=threading.Event)
     containers: ContainerStore = field(default_factory=ContainerStore)
 
+    @property
+    def owner(self) -> str:
+        """The owner label of every container this shim creates: its root directory."""
+        return os.path.abspath(self.config.root_directory)
+
     def netns_path(self, sandbox_id: str) -> str:
         return os.path.join(self.config.root_directory, "netns", sandbox_id)

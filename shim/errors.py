@@ -32,6 +32,12 @@ class UnavailableError(ShimError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class CancelledError(ShimError):
+    """The caller gave up: nothing more is acquired for it."""
+
+    code = grpc.StatusCode.CANCELLED
+
+
 class DeadlineError(ShimError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 

@@ -79,7 +79,7 @@ def build_context(config: ShimConfig, executor: WarmExecutor | None) -> ShimCont
 def docker_events(ctx: ShimContext) -> Callable[[float], EventStream]:
     """Docker's event stream for this shim's containers, from `since` on."""
     client = ctx.infra.client
-    owner = os.path.abspath(ctx.config.root_directory)
+    owner = ctx.owner
 
     def subscribe(since: float) -> EventStream:
         stream: EventStream = client.events(

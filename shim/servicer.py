@@ -90,7 +90,8 @@ class RuntimeService(_Gated):
     def RunPodSandbox(
         self, request: api_pb2.RunPodSandboxRequest, context: Ctx
     ) -> api_pb2.RunPodSandboxResponse:
-        return api_pb2.RunPodSandboxResponse(pod_sandbox_id=run_pod_sandbox(self._ctx, request))
+        sandbox_id = run_pod_sandbox(self._ctx, request, wanted=context.is_active)
+        return api_pb2.RunPodSandboxResponse(pod_sandbox_id=sandbox_id)
 
     @maps_errors
     def StopPodSandbox(

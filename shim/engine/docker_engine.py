@@ -75,6 +75,14 @@ class DockerInfraRuntime:
             )
         except docker.errors.ImageNotFound as err:
             raise ImageNotPresentError(f"image {spec.image} is not present") from err
+        except docker.errors.APIError as err:
+            if err.status_code == 409:
+                raise NameConflictError(
+                    f"infra container name {spec.name} is in use: {_reason(err)}"
+                ) from err
+            raise InfraRuntimeError(
+                f"failed to create infra container {spec.name}: {_reason(err)}"
+            ) from err
         except docker.errors.DockerException as err:
             raise InfraRuntimeError(
                 f"failed to create infra container {spec.name}: {_reason(err)}"

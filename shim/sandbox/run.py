@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+from collections.abc import Callable
 
 from cnilib.types import NetworkConfigList
 from cri_api import api_pb2
@@ -14,8 +15,10 @@ from shim.engine.naming import sandbox_name
 from shim.engine.protocol import InfraSpec
 from shim.errors import (
     AlreadyExistsError,
+    CancelledError,
     ImageNotPresentError,
     InfraRuntimeError,
+    NameConflictError,
     ShimError,
     UnavailableError,
 )
@@ -33,7 +36,13 @@ UNDO_PIN = "unpin network namespace"
 UNDO_NETWORK = "tear down network"
 
 
-def run_pod_sandbox(ctx: ShimContext, request: api_pb2.RunPodSandboxRequest) -> str:
+def run_pod_sandbox(
+    ctx: ShimContext,
+    request: api_pb2.RunPodSandboxRequest,
+    wanted: Callable[[], bool] = lambda: True,
+) -> str:
+    """`wanted` says whether the caller still waits (gRPC's is_active): a call whose client
+    gave up acquires nothing more, and gives back what it took."""
     config = request.config
     # 1. name: validate, and hold the pod's identity so duplicate calls queue up.
     validate_sandbox_config(config, request.runtime_handler, ctx.infra.cgroup_driver())
@@ -50,12 +59,8 @@ def run_pod_sandbox(ctx: ShimContext, request: api_pb2.RunPodSandboxRequest) -> 
         # 2. image + 3. create: the infra image is pulled only when absent, which the create
         # call itself tells us (no extra round trip on the common path).
         spec = _infra_spec(ctx, config, ctx.config.pod_infra_container_image, host_network)
-        try:
-            sandbox_id = ctx.infra.create(spec)
-        except ImageNotPresentError:
-            log.info("pulling infra image %s", spec.image)
-            ctx.infra.pull_image(spec.image)
-            sandbox_id = ctx.infra.create(spec)
+        _check_wanted(wanted, key, "creating its infra container")
+        sandbox_id = _create_infra(ctx, spec)
         undo = UndoStack(f"sandbox {sandbox_id}")
         undo.push(UNDO_CONTAINER, lambda: ctx.infra.remove(sandbox_id))
         with ctx.store.locked(sandbox_id):
@@ -73,7 +78,7 @@ def run_pod_sandbox(ctx: ShimContext, request: api_pb2.RunPodSandboxRequest) -> 
                 annotations=dict(config.annotations),
             )
             try:
-                _create_to_ready(ctx, record, config, network, undo)
+                _create_to_ready(ctx, record, config, network, undo, wanted)
             except Exception as err:
                 _give_back(ctx, record, undo)
                 if isinstance(err, ShimError):
@@ -90,12 +95,14 @@ def _create_to_ready(
     config: api_pb2.PodSandboxConfig,
     network: NetworkConfigList | None,
     undo: UndoStack,
+    wanted: Callable[[], bool],
 ) -> None:
     sandbox_id = record.id
     # 4. checkpoint: from here on a restarted shim knows this sandbox.
     ctx.store.save(record)
 
     # 5. start
+    _check_wanted(wanted, sandbox_id, "starting it")
     ctx.infra.start(sandbox_id)
     ctx.liveness.mark(sandbox_id, True)
     if config.HasField("dns_config") and not record.host_network:
@@ -116,6 +123,7 @@ def _create_to_ready(
 
     # 7. network: teardown is registered *before* ADD, since a failed ADD may hold an address.
     assert network is not None, "a pod without host network always has a network chosen"
+    _check_wanted(wanted, sandbox_id, "setting up its network")
     # Start-up GC must be over first: it would take this pod's fresh attachment for a leftover.
     if not ctx.collected.wait(ctx.config.cni_plugin_timeout):
         raise UnavailableError(
@@ -141,6 +149,43 @@ def _create_to_ready(
 
     # 8. ready
     _mark_ready(ctx, record)
+
+
+def _check_wanted(wanted: Callable[[], bool], subject: str, step: str) -> None:
+    if not wanted():
+        raise CancelledError(f"pod sandbox {subject}: the caller has gone; not {step}")
+
+
+def _create_infra(ctx: ShimContext, spec: InfraSpec) -> str:
+    """Create the infra container, pulling its image only when absent. A name conflict is a
+    container of an earlier call that escaped before its undo was registered (a create that
+    timed out after Docker made it): ours, for this pod, and without a checkpoint, it never
+    got a network, so it is removed and the name reused (cri-dockerd's
+    recoverFromCreationConflictIfNeeded); anything else is a real conflict."""
+    for attempt in range(2):
+        try:
+            try:
+                return ctx.infra.create(spec)
+            except ImageNotPresentError:
+                log.info("pulling infra image %s", spec.image)
+                ctx.infra.pull_image(spec.image)
+                return ctx.infra.create(spec)
+        except NameConflictError:
+            stale = ctx.infra.inspect(spec.name)
+            if (
+                attempt
+                or stale is None
+                or ctx.store.get(stale.id) is not None
+                or stale.labels.get(L.OWNER) != ctx.owner
+                or any(stale.labels.get(k) != spec.labels[k] for k in _IDENTITY_LABELS)
+            ):
+                raise
+            log.warning("sandbox %s: removing an escaped earlier create of %s", stale.id, spec.name)
+            ctx.infra.remove(stale.id)
+    raise AssertionError("unreachable")
+
+
+_IDENTITY_LABELS = (L.POD_NAME, L.POD_NAMESPACE, L.POD_UID, L.ATTEMPT)
 
 
 def _mark_ready(ctx: ShimContext, record: SandboxRecord) -> None:
