@@ -229,7 +229,7 @@ def _finish_add(
         {"name": conf.bridge, "mac": host.mac(conf.bridge)},
         *ipconfig.veth_interfaces(host, cont, host_veth, args),
     ]
-    result["dns"] = conf.dns
+    ipconfig.apply_config_dns(result, conf.dns)
     result.setdefault("routes", [])
 
 

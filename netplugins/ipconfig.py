@@ -48,6 +48,18 @@ def configure_interface(ns: Namespace, ifname: str, result: dict[str, Any]) -> N
         ns.ensure_route(route["dst"], gw, ifname)
 
 
+def apply_config_dns(result: dict[str, Any], dns: dict[str, Any]) -> None:
+    """The config's ``dns`` replaces the IPAM result's only when it sets something.
+
+    As the reference bridge and ptp (``dnsConfSet``): an absent or empty ``dns`` keeps what
+    IPAM returned (host-local's ``resolvConf``), instead of wiping it. A list that is present,
+    even empty, counts as set (Go's non-nil slice); an empty domain does not.
+    """
+    lists_set = any(dns.get(key) is not None for key in ("nameservers", "search", "options"))
+    if lists_set or dns.get("domain"):
+        result["dns"] = dns
+
+
 def veth_interfaces(
     host: Namespace, cont: Namespace, host_veth: str, args: CmdArgs
 ) -> list[dict[str, Any]]:

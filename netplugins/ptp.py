@@ -112,7 +112,7 @@ def _configure(
     if conf.ip_masq:
         ipconfig.setup_masquerade(conf.network, args.container_id, result["ips"])
     result["interfaces"] = ipconfig.veth_interfaces(host, cont, host_veth, args)
-    result["dns"] = conf.dns
+    ipconfig.apply_config_dns(result, conf.dns)
     result.setdefault("routes", [])
 
 

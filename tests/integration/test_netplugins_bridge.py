@@ -294,3 +294,53 @@ def test_del_fails_when_iptables_save_fails(ours: str, tmp_path: Path) -> None:
         assert support.nat_rules(chain) == rules  # nothing claimed done, nothing half done
         assert run_plugin(ours, "bridge", "DEL", conf, netns=path, container_id=CID).code == 0
         assert support.nat_rules(chain) == []
+
+
+@pytest.mark.parametrize("plugin", ["bridge", "ptp"])
+@pytest.mark.parametrize(
+    "conf_dns",
+    [None, {}, {"nameservers": ["10.202.152.53"], "search": ["conf.example"]}],
+    ids=["no-dns", "empty-dns", "config-dns"],
+)
+def test_dns_from_ipam_kept_unless_config_sets_some(
+    plugin: str, conf_dns: dict[str, Any] | None, ours: str, tmp_path: Path
+) -> None:
+    """host-local's resolvConf DNS survives a config without ``dns`` (upstream ``dnsConfSet``).
+
+    The Debian ptp (v1.1.1) already behaves so and is compared; its bridge predates the fix
+    upstream and still wipes the IPAM's DNS, so for bridge the expected values are spelled out.
+    """
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 10.202.152.1\nsearch ipam.example\noptions ndots:2\n")
+    outcomes: list[dict[str, Any]] = []
+    for plugin_dir in (ours, REF_DIR) if plugin == "ptp" else (ours,):
+        conf: dict[str, Any] = {
+            "cniVersion": "1.0.0",
+            "name": "npt-dnsnet",
+            "type": plugin,
+            "bridge": "nptdiff6",
+            "isGateway": True,
+            "ipam": {
+                "type": "host-local",
+                "subnet": "10.202.152.0/24",
+                "resolvConf": str(resolv),
+                "dataDir": str(tmp_path / f"ipam-{len(outcomes)}"),
+            },
+        }
+        if conf_dns is not None:
+            conf["dns"] = conf_dns
+        with support.resources() as res:
+            res.bridges.append("nptdiff6")
+            path = netns_path(res.new_netns())
+            add = run_plugin(plugin_dir, plugin, "ADD", conf, netns=path)
+            outcomes.append(add.result.get("dns") or {})
+            assert run_plugin(plugin_dir, plugin, "DEL", conf, netns=path).code == 0
+    assert all(outcome == outcomes[0] for outcome in outcomes)
+    if conf_dns:
+        assert outcomes[0] == conf_dns
+    else:
+        assert outcomes[0] == {
+            "nameservers": ["10.202.152.1"],
+            "search": ["ipam.example"],
+            "options": ["ndots:2"],
+        }

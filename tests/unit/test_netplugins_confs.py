@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from netplugins import bandwidth, bridge, errors, ptp, tuning
+from netplugins import bandwidth, bridge, errors, ipconfig, ptp, tuning
 
 
 def test_bridge_defaults_like_reference() -> None:
@@ -102,3 +102,21 @@ def test_bandwidth_ifb_name_matches_reference_hash() -> None:
     name = bandwidth.ifb_name("net", "cid")
     assert name == "bwp" + hashlib.sha512(b"netcid").hexdigest()[:12]
     assert len(name) == 15
+
+
+@pytest.mark.parametrize(
+    ("conf_dns", "kept"),
+    [
+        ({}, True),
+        ({"domain": ""}, True),
+        ({"nameservers": None}, True),
+        ({"nameservers": []}, False),  # a present list is "set", as Go's non-nil slice
+        ({"domain": "conf.example"}, False),
+        ({"search": ["conf.example"]}, False),
+    ],
+)
+def test_config_dns_replaces_ipam_dns_only_when_set(conf_dns: dict[str, Any], kept: bool) -> None:
+    ipam_dns = {"nameservers": ["10.202.0.53"]}
+    result: dict[str, Any] = {"dns": dict(ipam_dns)}
+    ipconfig.apply_config_dns(result, conf_dns)
+    assert result["dns"] == (ipam_dns if kept else conf_dns)
