@@ -32,6 +32,10 @@ class UnavailableError(ShimError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class ResourceExhaustedError(ShimError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class CancelledError(ShimError):
     """The caller gave up: nothing more is acquired for it."""
 

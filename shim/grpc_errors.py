@@ -24,9 +24,10 @@ def maps_errors(method: F) -> F:
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             gate = getattr(self, "gate", None)
-            if gate is not None:
-                gate(rpc, context)
-            return method(self, request, context)
+            if gate is None:
+                return method(self, request, context)
+            with gate(rpc, context):
+                return method(self, request, context)
         except ShimError as err:
             log.warning("%s failed: %s", rpc, err)
             abort(context, err.code, str(err))

@@ -18,8 +18,9 @@ from shim.servicer import ImageService, RuntimeService
 log = logging.getLogger(__name__)
 
 # kubelet issues many calls at once (ListPodSandbox every second, status per pod, parallel
-# RunPodSandbox): enough workers that a slow CNI ADD never starves the cheap calls.
-MAX_WORKERS = 64
+# RunPodSandbox): more workers than servicer.LIFECYCLE_LIMIT, so that slow lifecycle calls
+# can never occupy them all and the cheap calls always find one.
+MAX_WORKERS = 96
 
 
 def build_server(ctx: ShimContext) -> grpc.Server:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import grpc
 
@@ -19,7 +22,7 @@ from shim.container.status import container_status
 from shim.container.stop import stop_container
 from shim.container.update import update_container_resources
 from shim.context import ShimContext
-from shim.errors import UnavailableError
+from shim.errors import ResourceExhaustedError, UnavailableError
 from shim.grpc_errors import maps_errors
 from shim.image.fs_info import image_fs_info
 from shim.image.list import list_images
@@ -40,26 +43,60 @@ Ctx = grpc.ServicerContext
 _UNGATED = frozenset({"Version", "Status"})
 # How long a call waits for start-up recovery before it is told to come back.
 RECOVERY_WAIT_S = 30.0
+# The calls that can take long (Docker work, CNI plugins, commands in containers). At most
+# LIFECYCLE_LIMIT of them run at once, so the server's threads (server.MAX_WORKERS, more than
+# this) always leave room for Version, Status, the lists and the status calls kubelet makes
+# every second: a node whose Status waits behind stuck pod starts is marked NotReady.
+LIFECYCLE = frozenset(
+    {
+        "RunPodSandbox",
+        "StopPodSandbox",
+        "RemovePodSandbox",
+        "CreateContainer",
+        "StartContainer",
+        "StopContainer",
+        "RemoveContainer",
+        "UpdateContainerResources",
+        "ExecSync",
+        "PullImage",
+        "RemoveImage",
+    }
+)
+LIFECYCLE_LIMIT = 64
 
 
 class _Gated:
     """Every RPC but Version and Status waits until start-up recovery has rebuilt the store,
-    so that no caller sees a half-rebuilt view (kubelet would recreate "missing" pods)."""
+    so that no caller sees a half-rebuilt view (kubelet would recreate "missing" pods); the
+    lifecycle calls also pass an admission limit shared by both services."""
+
+    _lifecycle_slots = threading.BoundedSemaphore(LIFECYCLE_LIMIT)
 
     def __init__(self, ctx: ShimContext) -> None:
         self._ctx = ctx
 
-    def gate(self, rpc: str, context: Ctx) -> None:
-        if rpc in _UNGATED or self._ctx.recovered.is_set():
+    @contextmanager
+    def gate(self, rpc: str, context: Ctx) -> Iterator[None]:
+        if rpc not in _UNGATED and not self._ctx.recovered.is_set():
+            remaining = context.time_remaining()
+            # Answer UNAVAILABLE a little before the caller's deadline, so it learns why.
+            wait = RECOVERY_WAIT_S if remaining is None else min(RECOVERY_WAIT_S, remaining - 0.5)
+            if not self._ctx.recovered.wait(wait):
+                raise UnavailableError(
+                    f"{rpc}: cri-shim is still rebuilding its state after start-up"
+                    " (is the Docker engine up?)"
+                )
+        if rpc not in LIFECYCLE:
+            yield
             return
-        remaining = context.time_remaining()
-        # Answer UNAVAILABLE a little before the caller's deadline, so it learns why.
-        wait = RECOVERY_WAIT_S if remaining is None else min(RECOVERY_WAIT_S, remaining - 0.5)
-        if not self._ctx.recovered.wait(wait):
-            raise UnavailableError(
-                f"{rpc}: cri-shim is still rebuilding its state after start-up"
-                " (is the Docker engine up?)"
+        if not self._lifecycle_slots.acquire(blocking=False):
+            raise ResourceExhaustedError(
+                f"{rpc}: {LIFECYCLE_LIMIT} lifecycle calls are already running; try again"
             )
+        try:
+            yield
+        finally:
+            self._lifecycle_slots.release()
 
 
 class RuntimeService(_Gated):

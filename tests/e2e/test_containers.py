@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from cri_api import api_pb2
+from shim.servicer import LIFECYCLE_LIMIT
 from tests.e2e.conftest import Pods
 from tests.e2e.harness import (
     TEST_IMAGE,
@@ -438,3 +439,42 @@ def test_concurrent_creates_in_many_pods(shim: Shim, pods: Pods, tmp_path: Path)
     )
     assert sorted(c.id for c in running) == sorted(created)
     assert len(created) == 12
+
+
+def test_status_answers_while_lifecycle_calls_are_stuck(
+    shim: Shim, pod: tuple[str, api_pb2.PodSandboxConfig]
+) -> None:
+    """More slow calls than the server has room for: the excess is refused at once, and
+    Status, the lists and the status calls still answer quickly (issue 10, item 6)."""
+    sandbox_id, sandbox_config = pod
+    container_id = shim.create_container(
+        sandbox_id, container_config("sleeper", ["sleep", "3600"]), sandbox_config
+    )
+    shim.start_container(container_id)
+    codes: list[grpc.StatusCode] = []
+
+    def slow() -> None:
+        try:
+            shim.runtime().ExecSync(
+                api_pb2.ExecSyncRequest(container_id=container_id, cmd=["sleep", "6"]), timeout=60
+            )
+            codes.append(grpc.StatusCode.OK)
+        except grpc.RpcError as err:
+            codes.append(err.code())
+
+    threads = [threading.Thread(target=slow) for _ in range(LIFECYCLE_LIMIT + 8)]
+    for t in threads:
+        t.start()
+    time.sleep(2)  # all of them are in by now
+    latencies = []
+    for _ in range(20):
+        started = time.monotonic()
+        shim.runtime().Status(api_pb2.StatusRequest(), timeout=10)
+        shim.list_containers()
+        shim.container_status(container_id)
+        latencies.append(time.monotonic() - started)
+    for t in threads:
+        t.join()
+    assert max(latencies) < 1.0, latencies
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) >= 8
+    assert codes.count(grpc.StatusCode.OK) >= 1

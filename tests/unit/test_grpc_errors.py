@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -34,9 +36,11 @@ class Service:
         self.error = error
         self.gate_error = gate_error
 
-    def gate(self, rpc: str, context: Any) -> None:
+    @contextmanager
+    def gate(self, rpc: str, context: Any) -> Iterator[None]:
         if self.gate_error is not None:
             raise self.gate_error
+        yield
 
     @maps_errors
     def ListImages(self, request: Any, context: Any) -> Any:
