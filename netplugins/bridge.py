@@ -206,8 +206,8 @@ def _finish_add(
         dad = (
             {"accept_dad": "0"} if not conf.enable_dad else {"enhanced_dad": "1", "accept_dad": "1"}
         )
-        knobs = {f"net.ipv6.conf.{args.ifname}.{k}": v for k, v in dad.items()}
-        knobs[f"net.ipv4.conf.{args.ifname}.arp_notify"] = "1"
+        knobs = {nsenter.iface_sysctl("ipv6", args.ifname, k): v for k, v in dad.items()}
+        knobs[nsenter.iface_sysctl("ipv4", args.ifname, "arp_notify")] = "1"
         nsenter.write_sysctls_best_effort(knobs, args.netns)
         ipconfig.configure_interface(cont, args.ifname, result)
     else:

@@ -26,7 +26,7 @@ def configure_interface(ns: Namespace, ifname: str, result: dict[str, Any]) -> N
     if any(ipaddress.ip_interface(ip["address"]).version == 6 for ip in ips):
         # An IPv6 address needs IPv6 enabled on the interface (and lo), as ConfigureIface does.
         nsenter.write_sysctls_best_effort(
-            {f"net.ipv6.conf.{i}.disable_ipv6": "0" for i in ("lo", ifname)}, ns.path
+            {nsenter.iface_sysctl("ipv6", i, "disable_ipv6"): "0" for i in ("lo", ifname)}, ns.path
         )
     for ip in ips:
         ns.ensure_address(ifname, ip["address"])

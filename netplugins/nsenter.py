@@ -52,9 +52,24 @@ def netns_exists(netns_path: str) -> bool:
     return bool(netns_path) and os.path.exists(netns_path)
 
 
+def sysctl_path(name: str) -> str:
+    """The /proc/sys file of ``name``, with sysctl(8)'s two spellings.
+
+    ``net.ipv4.ip_forward``: every dot separates components. ``net/ipv4/conf/eth0.100/x``:
+    slashes separate them and dots are kept, the only spelling that can name an interface
+    with a dot in it (VLAN devices, ``br.100``); :func:`iface_sysctl` builds it.
+    """
+    return "/proc/sys/" + (name.lstrip("/") if "/" in name else name.replace(".", "/"))
+
+
+def iface_sysctl(family: str, ifname: str, key: str) -> str:
+    """``net/<family>/conf/<ifname>/<key>``: the interface name keeps its dots."""
+    return f"net/{family}/conf/{ifname}/{key}"
+
+
 def write_sysctl(name: str, value: str, netns_path: str = "") -> None:
-    """Write ``net.x.y`` style sysctl, inside ``netns_path`` when given (per-netns /proc/sys)."""
-    path = "/proc/sys/" + name.replace(".", "/")
+    """Write a sysctl (see :func:`sysctl_path`), inside ``netns_path`` when given."""
+    path = sysctl_path(name)
 
     def _write() -> None:
         with open(path, "w") as fh:
@@ -81,7 +96,7 @@ def write_sysctls_best_effort(values: dict[str, str], netns_path: str = "") -> N
         for name, value in values.items():
             with (
                 contextlib.suppress(OSError),
-                open("/proc/sys/" + name.replace(".", "/"), "w") as fh,
+                open(sysctl_path(name), "w") as fh,
             ):
                 fh.write(value)
 
@@ -95,7 +110,7 @@ def write_sysctls_best_effort(values: dict[str, str], netns_path: str = "") -> N
 
 
 def read_sysctl(name: str, netns_path: str = "") -> str:
-    path = "/proc/sys/" + name.replace(".", "/")
+    path = sysctl_path(name)
     if netns_path:
         with entered(netns_path), open(path) as fh:
             return fh.read().strip()

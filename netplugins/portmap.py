@@ -241,7 +241,7 @@ def _route_localnet(addr: ipaddress.IPv4Interface) -> None:
     """Let 127.0.0.1-sourced packets be routed to the container (reference does the same)."""
     dev = ifreq.ipv4_route_device(str(addr.ip))
     if dev:
-        nsenter.write_sysctl(f"net.ipv4.conf.{dev}.route_localnet", "1")
+        nsenter.write_sysctl(nsenter.iface_sysctl("ipv4", dev, "route_localnet"), "1")
 
 
 def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:

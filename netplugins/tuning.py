@@ -42,7 +42,9 @@ class TuningConf:
 def load_conf(netconf: dict[str, Any]) -> TuningConf:
     sysctl = {str(k): str(v) for k, v in (netconf.get("sysctl") or {}).items()}
     for key in sysctl:
-        path = os.path.normpath("/proc/sys/" + key.replace(".", "/"))
+        # The very path write_sysctl will open: checked after normalising, so neither
+        # spelling can climb out of net/ ("net/../kernel/x").
+        path = os.path.normpath(nsenter.sysctl_path(key))
         if not path.startswith("/proc/sys/net/"):
             raise errors.ConfigError(f"invalid net sysctl key: {key!r}")
     mac = str((netconf.get("runtimeConfig") or {}).get("mac") or netconf.get("mac") or "")

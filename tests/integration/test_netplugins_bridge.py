@@ -344,3 +344,27 @@ def test_dns_from_ipam_kept_unless_config_sets_some(
             "search": ["ipam.example"],
             "options": ["ndots:2"],
         }
+
+
+def test_sysctls_of_an_interface_with_a_dot_match_reference(ours: str, tmp_path: Path) -> None:
+    """``eth0.100``: DAD off and arp_notify on, on that interface (not on ``eth0/100``)."""
+    ifname = "eth0.100"
+    knobs = [f"ipv6/conf/{ifname}/accept_dad", f"ipv4/conf/{ifname}/arp_notify"]
+    outcomes: list[dict[str, str]] = []
+    for plugin_dir in (ours, REF_DIR):
+        conf = _bridge_conf("1.0.0", bridge="nptdiff7", isGateway=True)
+        conf["ipam"] = {
+            "type": "host-local",
+            "ranges": [[{"subnet": "10.202.153.0/24"}], [{"subnet": "fd02:202:0:153::/64"}]],
+            "dataDir": str(tmp_path / f"ipam-{len(outcomes)}"),
+        }
+        with support.resources() as res:
+            res.bridges.append("nptdiff7")
+            ns = res.new_netns()
+            add = run_plugin(plugin_dir, "bridge", "ADD", conf, netns=netns_path(ns), ifname=ifname)
+            assert add.result
+            values = {k: sh("cat", f"/proc/sys/net/{k}", netns=ns).strip() for k in knobs}
+            outcomes.append(values)
+            assert run_plugin(plugin_dir, "bridge", "DEL", conf, netns=netns_path(ns)).code == 0
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] == {knobs[0]: "0", knobs[1]: "1"}

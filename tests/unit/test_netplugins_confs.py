@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from typing import Any
 
 import pytest
 
-from netplugins import bandwidth, bridge, errors, ipconfig, ptp, tuning
+from netplugins import bandwidth, bridge, errors, ipconfig, nsenter, portmap, ptp, tuning
 
 
 def test_bridge_defaults_like_reference() -> None:
@@ -120,3 +121,40 @@ def test_config_dns_replaces_ipam_dns_only_when_set(conf_dns: dict[str, Any], ke
     result: dict[str, Any] = {"dns": dict(ipam_dns)}
     ipconfig.apply_config_dns(result, conf_dns)
     assert result["dns"] == (ipam_dns if kept else conf_dns)
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("net.ipv4.ip_forward", "/proc/sys/net/ipv4/ip_forward"),
+        ("net/ipv6/conf/eth0.100/accept_dad", "/proc/sys/net/ipv6/conf/eth0.100/accept_dad"),
+        ("net/ipv4/conf/br.100/route_localnet", "/proc/sys/net/ipv4/conf/br.100/route_localnet"),
+    ],
+)
+def test_sysctl_path_keeps_dots_of_slash_spelled_names(name: str, path: str) -> None:
+    assert nsenter.sysctl_path(name) == path
+
+
+def test_interface_sysctl_keeps_the_interface_name_whole() -> None:
+    name = nsenter.iface_sysctl("ipv6", "eth0.100", "accept_dad")
+    assert nsenter.sysctl_path(name) == "/proc/sys/net/ipv6/conf/eth0.100/accept_dad"
+
+
+def test_portmap_route_localnet_on_a_device_with_a_dot(monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[tuple[str, str]] = []
+    monkeypatch.setattr("netplugins.ifreq.ipv4_route_device", lambda ip: "br.100")
+    monkeypatch.setattr(
+        "netplugins.nsenter.write_sysctl", lambda name, value: written.append((name, value))
+    )
+    portmap._route_localnet(ipaddress.IPv4Interface("10.202.0.5/24"))
+    assert [(nsenter.sysctl_path(n), v) for n, v in written] == [
+        ("/proc/sys/net/ipv4/conf/br.100/route_localnet", "1")
+    ]
+
+
+def test_tuning_sysctl_keys_may_not_leave_net() -> None:
+    for key in ("net/../kernel/hostname", "net.ipv4.conf.eth0/../../../kernel/x"):
+        with pytest.raises(errors.ConfigError):
+            tuning.load_conf({"sysctl": {key: "1"}})
+    conf = tuning.load_conf({"sysctl": {"net/ipv4/conf/eth0.100/rp_filter": "1"}})
+    assert conf.sysctl == {"net/ipv4/conf/eth0.100/rp_filter": "1"}
