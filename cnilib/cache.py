@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnilib.atomic import write_atomic
+from cnilib.conf import as_conf_list_bytes
 from cnilib.errors import CacheError, CNIError
 from cnilib.types import CachedAttachment, Result, RuntimeConf
 
@@ -143,6 +144,9 @@ def decode_entry(data: bytes) -> CacheEntry:
     except (binascii.Error, TypeError, ValueError) as err:
         raise CNIError("cache entry has malformed fields", str(err)) from err
     caps = obj.get("capabilityArgs") or {}
+    # Always a list's bytes (see as_conf_list_bytes): entries written by libcni's AddNetwork
+    # hold a single plugin's config, and GC parses cached configs as lists.
+    config = as_conf_list_bytes(config) if config else config
     attachment = CachedAttachment(
         container_id=str(obj.get("containerId", "")),
         ifname=str(obj.get("ifName", "")),

@@ -64,6 +64,26 @@ def parse_conf(data: bytes, source: str = "") -> NetworkConfigList:
     return _promote(obj, source)
 
 
+def as_conf_list_bytes(data: bytes) -> bytes:
+    """`data` as the bytes of a configuration list: a single-plugin config is promoted.
+
+    libcni's AddNetwork (a `.conf` file run on its own) caches the plugin's config itself,
+    not a list; whoever reads the cache as lists (GC of networks no longer in the conf dir)
+    would otherwise skip those attachments. Anything that is not a promotable config is
+    returned unchanged, for the caller's parser to reject with its own message.
+    """
+    try:
+        obj = _decode(data, "")
+    except ConfigError:
+        return data
+    if "plugins" in obj:
+        return data
+    try:
+        return _promote(obj, "").bytes
+    except ConfigError:
+        return data
+
+
 def find_conf_list(conf_dir: str, name: str | None = None) -> NetworkConfigList:
     """The first valid config in `conf_dir` (by file name), or the one named `name`.
 

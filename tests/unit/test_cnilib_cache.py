@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cnilib.cache import ResultCache, decode_entry, encode_entry
+from cnilib.conf import parse_conf_list
 from cnilib.types import Result, RuntimeConf
 
 CONFIG = b'{"cniVersion":"1.0.0","name":"net1","plugins":[{"type":"bridge"}]}'
@@ -134,3 +135,24 @@ def test_unusable_result_keeps_the_attachment() -> None:
     entry = decode_entry(json.dumps(broken).encode())
     assert entry.result is None
     assert entry.attachment.container_id == "c1"
+
+
+def test_single_plugin_config_cached_by_add_network_reads_as_a_list(tmp_path: Path) -> None:
+    """libcni's AddNetwork (a `.conf` on its own) caches the plugin's config, not a list; the
+    shim's GC parses every cached config with parse_conf_list and used to skip these."""
+    single = {"cniVersion": "1.0.0", "name": "legacy", "type": "bridge", "bridge": "x0"}
+    entry = dict(GO_WRITTEN, networkName="legacy")
+    entry["config"] = base64.b64encode(json.dumps(single).encode()).decode()
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "legacy-c1-eth0").write_text(json.dumps(entry))
+    (att,) = ResultCache(str(tmp_path)).attachments()
+    net = parse_conf_list(att.config, "<result cache>")
+    assert (net.name, net.cni_version) == ("legacy", "1.0.0")
+    assert [p.raw for p in net.plugins] == [single]
+
+
+def test_list_configs_and_undecodable_configs_are_kept_verbatim() -> None:
+    assert decode_entry(json.dumps(GO_WRITTEN).encode()).attachment.config == CONFIG
+    odd = dict(GO_WRITTEN, config=base64.b64encode(b"not json").decode())
+    assert decode_entry(json.dumps(odd).encode()).attachment.config == b"not json"
