@@ -21,15 +21,14 @@ DELEGATE_TIMEOUT = 60.0
 
 
 def find_plugin(plugin_type: str, paths: tuple[str, ...]) -> str:
-    if not plugin_type or "/" in plugin_type:
-        raise errors.ConfigError(f"failed to find plugin {plugin_type!r}: invalid type")
-    for directory in paths:
-        candidate = os.path.join(directory, plugin_type)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            return candidate
-    raise errors.ConfigError(
-        f"failed to find plugin {plugin_type!r} in path {list(paths)}", code=errors.INTERNAL
-    )
+    """cnilib's lookup (first regular executable in CNI_PATH order), as a plugin error."""
+    from cnilib.errors import PluginNotFoundError
+    from cnilib.invoke import find_plugin as lookup
+
+    try:
+        return lookup(plugin_type, paths)
+    except PluginNotFoundError as exc:
+        raise errors.NetPluginError(exc.msg, exc.details, exc.code) from exc
 
 
 def _run_ours(plugin_type: str, env: dict[str, str], stdin: bytes) -> bytes:
@@ -156,10 +155,11 @@ def _run_foreign(
         elif command == "DEL":
             cni_delegate.delegate_del(plugin_type, stdin, DELEGATE_TIMEOUT, env=env, executor=run)
         else:  # GC / STATUS (SPEC 1.1): no result, the error object passes through
-            from cnilib.invoke import exec_plugin, find_plugin
+            from cnilib.invoke import exec_plugin
+            from cnilib.invoke import find_plugin as lookup
 
             paths = [p for p in env.get("CNI_PATH", "").split(os.pathsep) if p]
-            exec_plugin(find_plugin(plugin_type, paths), env, stdin, DELEGATE_TIMEOUT, run)
+            exec_plugin(lookup(plugin_type, paths), env, stdin, DELEGATE_TIMEOUT, run)
     except CNIError as exc:
         raise errors.NetPluginError(exc.msg, exc.details, exc.code) from exc
     return None

@@ -8,18 +8,21 @@ everything else ("internal"), so runtimes that special-case it keep working.
 
 from __future__ import annotations
 
-# Well-known error codes, SPEC.md section "Error".
-INCOMPATIBLE_VERSION = 1
-UNSUPPORTED_FIELD = 2
-UNKNOWN_CONTAINER = 3
-INVALID_ENVIRONMENT = 4
-IO_FAILURE = 5
-DECODE_FAILURE = 6
-INVALID_CONFIG = 7
-TRY_AGAIN_LATER = 11
-NOT_AVAILABLE = 50
-LIMITED_CONNECTIVITY = 51
-INTERNAL = 999
+from cnilib import errors as _cni
+
+# Well-known error codes, SPEC.md section "Error": the one table is cnilib's, named here the
+# way plugin code reads them.
+INCOMPATIBLE_VERSION = _cni.CODE_INCOMPATIBLE_VERSION
+UNSUPPORTED_FIELD = _cni.CODE_UNSUPPORTED_FIELD
+UNKNOWN_CONTAINER = _cni.CODE_UNKNOWN_CONTAINER
+INVALID_ENVIRONMENT = _cni.CODE_INVALID_ENVIRONMENT
+IO_FAILURE = _cni.CODE_IO_FAILURE
+DECODE_FAILURE = _cni.CODE_DECODING_FAILURE
+INVALID_CONFIG = _cni.CODE_INVALID_NETWORK_CONFIG
+TRY_AGAIN_LATER = _cni.CODE_TRY_AGAIN_LATER
+NOT_AVAILABLE = _cni.CODE_PLUGIN_NOT_AVAILABLE
+LIMITED_CONNECTIVITY = _cni.CODE_PLUGIN_NOT_AVAILABLE_LIMITED
+INTERNAL = _cni.CODE_INTERNAL
 
 
 class NetPluginError(Exception):

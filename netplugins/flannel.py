@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from cnilib.atomic import write_atomic
 from netplugins import delegation, errors, skel
 from netplugins.result import normalize
 from netplugins.statefiles import state_path
@@ -125,12 +126,10 @@ def _conf_paths(netconf: dict[str, Any], container_id: str | None) -> tuple[str,
 
 def _save(path: str, delegate: dict[str, Any]) -> None:
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(delegate, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        write_atomic(path, json.dumps(delegate).encode(), mode=0o600)
+    except OSError as exc:
+        raise errors.IOFailure(f"failed to save delegate {path}", str(exc)) from exc
 
 
 def _load_saved(path: str) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from cnilib.atomic import write_atomic
 from netplugins.registry import MARKER, PLUGIN_MODULES, available_types
 
 _TEMPLATE = """#!{python}
@@ -48,10 +49,6 @@ def install(
     written = []
     for plugin_type in types or available_types():
         path = os.path.join(directory, plugin_type)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as fh:
-            fh.write(script_for(plugin_type))
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, path)
+        write_atomic(path, script_for(plugin_type).encode(), mode=0o755)
         written.append(path)
     return written

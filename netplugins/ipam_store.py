@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from cnilib.atomic import write_atomic
 from netplugins.errors import ConfigError, IOFailure
 from netplugins.statefiles import state_path
 
@@ -81,10 +82,12 @@ class Store:
         self, range_set: int, ip: ipaddress.IPv4Address | ipaddress.IPv6Address
     ) -> None:
         path = os.path.join(self.dir, f"{LAST_RESERVED_PREFIX}{range_set}")
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as fh:
-            fh.write(str(ip))
-        os.replace(tmp, path)
+        try:
+            # Not durable, like the reference: a lost round-robin position after a power loss
+            # only changes which free address comes next.
+            write_atomic(path, str(ip).encode(), mode=0o644, durable=False)
+        except OSError as exc:
+            raise IOFailure(f"failed to record last reserved address {ip}", str(exc)) from exc
 
     def last_reserved(self, range_set: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         path = os.path.join(self.dir, f"{LAST_RESERVED_PREFIX}{range_set}")

@@ -12,7 +12,15 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from netplugins import errors, nsenter
-from netplugins.iptables import IPTables, Snapshot, chain_name, comment, format_rule, quote_arg
+from netplugins.iptables import (
+    IPTables,
+    Snapshot,
+    chain_name,
+    comment,
+    format_rule,
+    ids_in_comments,
+    quote_arg,
+)
 
 if TYPE_CHECKING:
     from netplugins.netlink import Namespace
@@ -200,19 +208,10 @@ def gc_masquerade(network: str, valid_ids: set[str]) -> None:
     ``name: "<net>" id: "<id>"`` (exact network name: other networks' rules are never read
     as ours). Each stale id loses its jumps and its chain, as in :func:`teardown_masquerade`.
     """
-    # iptables-save prints the comment quoted, with its inner quotes escaped.
-    prefix = f'--comment "name: \\"{network}\\" id: \\"'
     for version in (4, 6):
         ipt = IPTables(version)
         state = ipt.save("nat")
-        stale: set[str] = set()
-        for line in state.rules_in("POSTROUTING"):
-            start = line.find(prefix)
-            if start < 0:
-                continue
-            container_id = line[start + len(prefix) :].split('\\"', 1)[0]
-            if container_id not in valid_ids:
-                stale.add(container_id)
+        stale = ids_in_comments(state.rules_in("POSTROUTING"), network) - valid_ids
         lines: list[str] = []
         for container_id in sorted(stale):
             chain = chain_name(network, container_id)

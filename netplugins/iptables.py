@@ -32,6 +32,21 @@ def comment(network: str, container_id: str) -> str:
     return f'name: "{network}" id: "{container_id}"'
 
 
+def ids_in_comments(rules: list[str], network: str, label: str = "") -> set[str]:
+    """Container ids named by ``<label>name: "<network>" id: "<id>"`` comments in ``rules``
+    (``-A`` lines as iptables-save prints them). How GC finds leftovers whose chain names are
+    hashes; the network name is matched exactly, so other networks' rules are never ours.
+    """
+    # iptables-save prints the comment quoted, with its inner quotes escaped.
+    prefix = f'--comment "{label}name: \\"{network}\\" id: \\"'
+    found = set()
+    for line in rules:
+        start = line.find(prefix)
+        if start >= 0:
+            found.add(line[start + len(prefix) :].split('\\"', 1)[0])
+    return found
+
+
 def quote_arg(arg: str) -> str:
     """Quote one argument the way iptables-save prints it (and iptables-restore reads it)."""
     if arg and not any(c in arg for c in " \"\\'\t"):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netplugins import errors, ifreq, nsenter, skel
-from netplugins.iptables import IPTables, Snapshot, chain_name, format_rule
+from netplugins.iptables import IPTables, Snapshot, chain_name, format_rule, ids_in_comments
 from netplugins.result import normalize
 
 TOP_DNAT = "CNI-HOSTPORT-DNAT"
@@ -316,18 +316,11 @@ def cmd_gc(args: skel.CmdArgs) -> None:
     valid = {
         str(a.get("containerID", "")) for a in args.netconf.get("cni.dev/valid-attachments") or []
     }
-    prefix = f'--comment "dnat name: \\"{conf.network}\\" id: \\"'
     for version in (4, 6):
         ipt = IPTables(version)
         state = ipt.save("nat")
-        stale: set[str] = set()
-        for line in state.rules_in(TOP_DNAT):
-            start = line.find(prefix)
-            if start < 0:
-                continue
-            container_id = line[start + len(prefix) :].split('\\"', 1)[0]
-            if container_id not in valid:
-                stale.add(chain_name(conf.network, container_id, "DN-"))
+        stale_ids = ids_in_comments(state.rules_in(TOP_DNAT), conf.network, "dnat ") - valid
+        stale = {chain_name(conf.network, cid, "DN-") for cid in stale_ids}
         lines: list[str] = []
         for chain in sorted(stale):
             lines += _teardown_lines(state, chain)

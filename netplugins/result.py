@@ -11,12 +11,15 @@ import copy
 import ipaddress
 from typing import Any
 
-SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+from cnilib.version import SUPPORTED_VERSIONS, parse_version
+
+__all__ = ["SUPPORTED_VERSIONS", "convert", "ip_family", "normalize", "version_tuple"]
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
+    """(X, Y, Z) of "X.Y.Z"; (0,) for anything else (sorts below every real version)."""
     try:
-        return tuple(int(part) for part in version.split("."))
+        return parse_version(version)
     except ValueError:
         return (0,)
 

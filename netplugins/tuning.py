@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnilib.atomic import write_atomic
 from netplugins import errors, nsenter, skel
 from netplugins.result import normalize
 from netplugins.statefiles import state_path
@@ -121,11 +122,10 @@ def cmd_add(args: skel.CmdArgs) -> dict[str, Any]:
 
 def _save(path: str, data: dict[str, Any]) -> None:
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as fh:
-        json.dump(data, fh)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    try:
+        write_atomic(path, json.dumps(data).encode(), mode=0o600)
+    except OSError as exc:
+        raise errors.IOFailure(f"failed to save tuning state {path}", str(exc)) from exc
 
 
 def cmd_del(args: skel.CmdArgs) -> None:
