@@ -22,7 +22,7 @@ from typing import Any
 from cnilib.atomic import write_atomic
 from netplugins import delegation, errors, skel
 from netplugins.result import normalize
-from netplugins.statefiles import state_path
+from netplugins.statefiles import is_temp_file, state_path, sweep_temp_files
 
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 DEFAULT_DATA_DIR = "/var/lib/cni/flannel"
@@ -193,6 +193,7 @@ def cmd_gc(args: skel.CmdArgs) -> None:
         a for a in args.netconf.get("cni.dev/valid-attachments") or [] if isinstance(a, dict)
     ]
     valid = {str(a.get("containerID", "")) for a in attachments}
+    sweep_temp_files(data_dir)  # leftovers of saves killed half-way (see _save)
     failure: errors.NetPluginError | None = None
     for container_id in _saved_ids(data_dir):
         if container_id in valid:
@@ -213,8 +214,13 @@ def _saved_ids(data_dir: str) -> list[str]:
         names = os.listdir(data_dir)
     except FileNotFoundError:
         return []
-    # ".tmp<pid>" files are saves in progress (see _save), not attachments.
-    return sorted(n for n in names if ".tmp" not in n and os.path.isfile(os.path.join(data_dir, n)))
+    # Temp files are saves in progress (see _save; ".tmp<pid>" of older versions), not
+    # attachments.
+    return sorted(
+        n
+        for n in names
+        if not is_temp_file(n) and ".tmp" not in n and os.path.isfile(os.path.join(data_dir, n))
+    )
 
 
 def _delete_stale(args: skel.CmdArgs, data_dir: str, network: str, container_id: str) -> None:

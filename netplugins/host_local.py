@@ -15,6 +15,7 @@ from typing import Any
 
 from netplugins import errors, skel
 from netplugins.ipam_store import Reservation, Store
+from netplugins.statefiles import sweep_temp_files
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
@@ -319,6 +320,8 @@ def cmd_gc(args: skel.CmdArgs) -> None:
         for res in store.reservations():
             if not _is_valid(res, valid):
                 store.release(res)
+        # Every write to the store happens under this lock: any temp file is a crash's.
+        sweep_temp_files(store.dir, max_age=0)
 
 
 def _is_valid(res: Reservation, valid: set[tuple[str, str]]) -> bool:

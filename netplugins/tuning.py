@@ -20,7 +20,7 @@ from typing import Any
 from cnilib.atomic import write_atomic
 from netplugins import errors, nsenter, skel
 from netplugins.result import normalize
-from netplugins.statefiles import state_path
+from netplugins.statefiles import is_temp_file, state_path, sweep_temp_files
 
 DEFAULT_DATA_DIR = "/run/cni/tuning"
 # Beside the reference-format state files: which network each one belongs to (for GC; the
@@ -201,12 +201,14 @@ def cmd_gc(args: skel.CmdArgs) -> None:
         if isinstance(a, dict)
     }
     owners = os.path.join(conf.data_dir, OWNERS_DIR)
+    for directory in (conf.data_dir, owners):  # leftovers of saves killed half-way
+        sweep_temp_files(directory)
     try:
         names = sorted(os.listdir(owners))
     except FileNotFoundError:
         return
     for entry in names:
-        if ".tmp" in entry or not entry.endswith(".json"):
+        if is_temp_file(entry) or ".tmp" in entry or not entry.endswith(".json"):
             continue  # a save in progress (see _save)
         owner_file = os.path.join(owners, entry)
         try:
