@@ -76,6 +76,9 @@ class WarmExecutor:
         self._lock = threading.Lock()
         # After a failed start, exec for a while instead of paying a failed spawn per call.
         self._retry_after = 0.0
+        # What happened to each call: answered warm, one of ours exec'd because the worker
+        # was unusable (a fallback), or a foreign binary exec'd. Tests assert on these.
+        self.counts = {"warm": 0, "fallback": 0, "foreign": 0}
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -148,6 +151,7 @@ class WarmExecutor:
     ) -> tuple[int, bytes, bytes]:
         plugin_type = registry.identify(path)
         if plugin_type is None:
+            self.counts["foreign"] += 1
             return self.fallback.run(path, env, stdin, timeout)
         for attempt in (1, 2):
             try:
@@ -160,12 +164,15 @@ class WarmExecutor:
                         except RuntimeError:
                             self._retry_after = time.monotonic() + RESTART_BACKOFF
                             raise
-                return self._call(plugin_type, env, stdin, timeout)
+                answer = self._call(plugin_type, env, stdin, timeout)
+                self.counts["warm"] += 1
+                return answer
             except (WorkerUnavailable, RuntimeError) as exc:
                 log.warning("warm worker unusable for %s (attempt %d): %s", path, attempt, exc)
                 if attempt == 1 and self._proc is not None and self._proc.poll() is not None:
                     continue  # it died: restart once
                 break
+        self.counts["fallback"] += 1
         return self.fallback.run(path, env, stdin, timeout)
 
     def _call(

@@ -66,6 +66,7 @@ def status(ctx: ShimContext, verbose: bool) -> api_pb2.StatusResponse:
             }
         )
         response.info["lastCNILoadStatus"] = json.dumps(choice.error or "OK")
+        response.info["cniExecutor"] = json.dumps(ctx.network.executor_counts())
         response.info["startup"] = json.dumps(
             {
                 "recovered": ctx.recovered.is_set(),

@@ -58,6 +58,7 @@ class PodNetwork:
     ) -> None:
         self.conf_dir = conf_dir
         self.bin_dirs = bin_dirs
+        self._executor = executor
         self._cni = CNIConfig(bin_dirs, cache_dir, executor=executor, timeout=plugin_timeout)
         self._loopback = parse_conf_list(_LOOPBACK_CONF, source="<built-in loopback>")
         self._lock = threading.Lock()
@@ -69,6 +70,11 @@ class PodNetwork:
         self._status_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="cni-status"
         )
+
+    def executor_counts(self) -> dict[str, int] | None:
+        """How plugin calls were run (warm, fallback, foreign), when a warm worker is used."""
+        counts = getattr(self._executor, "counts", None)
+        return dict(counts) if isinstance(counts, dict) else None
 
     # -- choosing the network -------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from cri_api import api_pb2
 from tests.e2e.conftest import Pods, make_shim
 from tests.e2e.harness import (
     POD_NAMESPACE,
@@ -65,7 +66,10 @@ def test_crictl_lifecycle_on_our_plugins(
         os.path.exists(os.path.join(our_bin_dir, t))
         for t in ("bridge", "host-local", "portmap", "loopback")
     )
-    assert "netplugins warm worker" in our_shim.log()  # not exec'd cold
+    # Through the warm worker, every call: a silent fall-back to exec would work as well.
+    info = our_shim.runtime().Status(api_pb2.StatusRequest(verbose=True), timeout=10).info
+    counts = json.loads(info["cniExecutor"])
+    assert counts["fallback"] == 0 and counts["warm"] >= 4, counts
     our_shim.crictl("stopp", sandbox_id)
     our_shim.crictl("rmp", sandbox_id)
     left = leftovers(our_shim, plan, {sandbox_id})

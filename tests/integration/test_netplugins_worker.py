@@ -58,6 +58,9 @@ def test_warm_answers_like_exec(ours: str, warm: WarmExecutor) -> None:
             assert warm.run(path, env, LOOPBACK, 30) == ExecExecutor().run(path, env, LOOPBACK, 30)
         bad = warm.run(path, _env("ADD", ns, ours), b"{garbage", 30)
         assert bad[0] != 0 and json.loads(bad[1])["code"] == 6
+    # Every one of those was answered by the worker: an exec fallback would answer the same.
+    assert warm.counts["fallback"] == 0
+    assert warm.counts["warm"] >= 5
 
 
 @support.needs_reference
