@@ -1,8 +1,13 @@
 """Copying each container's Docker log journal into its CRI log file: followers and owner.
 
-One thread per container (the CRI half of the shim is threaded; no event loop here) reads
-`GET /containers/{id}/logs?follow=1` (`shim.engine.docker_logs`), turns entries into CRI lines
-(`CriLogWriter`) and appends them to the file kubelet reads, one `write` per network read.
+One thread per container (the CRI half of the shim is threaded; no event loop here) reads the
+container's json-file journal from Docker's files (`shim.engine.docker_journal`), turns entries
+into CRI lines (`CriLogWriter`) and appends them to the file kubelet reads, one `write` per read
+of up to 1 MiB of journal. Reading the files, not `GET /containers/{id}/logs`: dockerd serves its
+logs API at ~20 MB/s at best (it decodes and re-encodes every entry), a busy container writes
+faster, and the journal rotated whole files away before the follow got to them (45% of 2M lines
+lost, silently). An open fd keeps a rotated file readable, so now only a reader that misses every
+rotated file between two looks loses lines, and that is counted (`lost_files`) and logged.
 
 The contract with the RPCs (CRI-CONTAINERS.md §2.5 option A):
 - StartContainer calls `prepare` *before* `docker start`, so the file exists when the RPC returns
@@ -16,46 +21,50 @@ The contract with the RPCs (CRI-CONTAINERS.md §2.5 option A):
   resume after what the file already holds (`shim.container.log_resume`), so a shim killed with
   SIGKILL neither loses nor repeats a line.
 
-A follow stream that ends while the container still runs, breaks, or stalls is re-opened with
-`since` the resume point of what was written, through the same de-duplication. A stall (moby#37646
-/ #39235: follows that stop after json-file rotation) is what one watchdog thread looks for: a
-follower that received nothing for a whole `watch_interval` while the container's json-file grew
-or rotated. Quiet followers are left alone — re-opening costs dockerd a scan of the whole journal
-up to `since` (about 1.6 s for 40 MB here).
+When the log ends: a follower at the end of the journal asks Docker whether the container still
+runs — soon after output stopped, then less and less often (a quiet container costs little), and
+at once when `wait_complete` is called, which ContainerStatus does when Docker reports the exit.
+Once Docker says it is not running, the journal is complete (moby's `handleContainerExit` waits
+for the log copier and closes the log driver in `Container.Reset`, before `SetStopped`), so the
+follower reads every file to its end once more and finishes.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 
 import docker
 import docker.errors
+import requests
 
 from shim.container.log_resume import TAIL_LINES, ReplayFilter, ResumePoint, read_file_tail
 from shim.container.log_writer import CriLogWriter
-from shim.engine.docker_logs import STREAM_ERRORS, DockerLogStream
+from shim.engine.docker_journal import JsonFileJournal, JsonLogDecoder
 from shim.errors import FailedPreconditionError, ShimError
 
 log = logging.getLogger(__name__)
 
 LOG_FILE_MODE = 0o640
-WATCH_INTERVAL = 10.0
 JOIN_TIMEOUT = 5.0
-MAX_BACKOFF = 5.0
+# At the end of the journal: look for new output after MIN_POLL_S, doubling up to MAX_POLL_S.
+MIN_POLL_S = 0.01
+MAX_POLL_S = 0.2
+# Ask Docker whether the container runs this long after output stopped, doubling up to the max.
+MIN_INSPECT_S = 0.5
+MAX_INSPECT_S = 10.0
+# `wait_complete` asks for a look now; not more often than this.
+POKE_MIN_S = 0.02
 
-
-class _End(enum.Enum):
-    """How one read of the journal ended."""
-
-    CLEAN = "clean"  # Docker ended the response
-    IDLE = "idle"  # nothing arrived for the stream's read timeout
-    BACKWARDS = "backwards"  # Docker sent older entries again
-    BROKEN = "broken"  # connection or framing error
+INSPECT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    requests.exceptions.RequestException,
+    docker.errors.DockerException,
+)
 
 
 class LogNotFollowedError(FailedPreconditionError):
@@ -72,12 +81,13 @@ class LogFileError(ShimError):
 
 @dataclass(frozen=True)
 class FollowerStats:
-    """Counters of one follower (for metrics): what reached the CRI file, and how often the
-    Docker stream had to be re-opened."""
+    """Counters of one follower (for metrics): what reached the CRI file, how many journal
+    rotations it followed, and how many journal files went before it could read them."""
 
     lines_written: int
     bytes_written: int
-    refollows: int
+    rotations: int
+    lost_files: int
     write_errors: int
     complete: bool
 
@@ -102,18 +112,15 @@ class _Follower:
         self.lock = threading.Lock()
         self.fd: int | None = fd
         self.thread: threading.Thread | None = None
-        self.stream: DockerLogStream | None = None
+        self.journal: JsonFileJournal | None = None
         self.stop = threading.Event()
+        # Set by `stop` and by `wait_complete`: look at the journal and the container now.
+        self.wake = threading.Event()
         self.complete = threading.Event()
         self.recent: deque[bytes] = deque(maxlen=TAIL_LINES)
         self.lines_written = 0
         self.bytes_written = 0
-        self.refollows = 0
         self.write_errors = 0
-        # Watchdog state: batches received, and what the watchdog saw at its last look.
-        self.received = 0
-        self.journal_path: str | None = None
-        self.watch_mark: tuple[int, tuple[int, int]] | None = None
 
     def write(self, lines: list[bytes]) -> None:
         data = b"".join(lines)
@@ -138,7 +145,7 @@ class _Follower:
                 return
         self.lines_written += len(lines)
         self.bytes_written += len(data)
-        self.recent.extend(lines)
+        self.recent.extend(lines[-TAIL_LINES:])
 
     def close_file(self) -> None:
         with self.lock:
@@ -150,14 +157,11 @@ class _Follower:
 class LogFollowers:
     """The owner of every container's log follower; `close()` is idempotent."""
 
-    def __init__(self, client: docker.APIClient, *, watch_interval: float = WATCH_INTERVAL) -> None:
+    def __init__(self, client: docker.APIClient) -> None:
         self._client = client
-        self._watch_interval = watch_interval
         self._lock = threading.Lock()
         self._followers: dict[str, _Follower] = {}
         self._closed = False
-        self._watch_stop = threading.Event()
-        self._watchdog: threading.Thread | None = None
 
     # ---- the RPCs' side -------------------------------------------------------------------
 
@@ -177,20 +181,25 @@ class LogFollowers:
 
     def follow(self, container_id: str, path: str, tty: bool) -> None:
         """Copy the journal into `path` until the container exits (after `docker start`, and at
-        start-up for running containers). A second call for the same container is a no-op."""
-        self._start(container_id, path, tty, follow=True)
+        start-up for running containers). A second call for the same container is a no-op.
+        `tty` does not matter to the json-file journal (TTY output is its stdout entries)."""
+        self._start(container_id, path, follow=True)
 
     def drain(self, container_id: str, path: str, tty: bool) -> None:
         """Copy what the journal holds and stop (containers found exited at start-up)."""
-        self._start(container_id, path, tty, follow=False)
+        self._start(container_id, path, follow=False)
 
     def wait_complete(self, container_id: str, timeout: float) -> bool:
         """True once the follower read the journal to its end and wrote everything; also true
-        for containers without a running follower (nothing is pending for them)."""
+        for containers without a running follower (nothing is pending for them). Callers ask
+        when Docker reports the container exited, so the follower is told to look now."""
         with self._lock:
             follower = self._followers.get(container_id)
         if follower is None or follower.thread is None:
             return True
+        if follower.complete.is_set():
+            return True
+        follower.wake.set()
         return follower.complete.wait(timeout)
 
     def reopen(self, container_id: str) -> None:
@@ -224,19 +233,21 @@ class LogFollowers:
             self._closed = True
             followers = list(self._followers.values())
             self._followers.clear()
-            watchdog, self._watchdog = self._watchdog, None
-        self._watch_stop.set()
         _stop(followers)
-        if watchdog is not None:
-            watchdog.join(JOIN_TIMEOUT)
 
     def stats(self, container_id: str) -> FollowerStats | None:
         with self._lock:
             f = self._followers.get(container_id)
         if f is None:
             return None
+        journal = f.journal
         return FollowerStats(
-            f.lines_written, f.bytes_written, f.refollows, f.write_errors, f.complete.is_set()
+            f.lines_written,
+            f.bytes_written,
+            journal.rotations if journal is not None else 0,
+            journal.lost_files if journal is not None else 0,
+            f.write_errors,
+            f.complete.is_set(),
         )
 
     # ---- internals -----------------------------------------------------------------------
@@ -245,7 +256,7 @@ class LogFollowers:
         if self._closed:
             raise LogFollowersClosedError("the log followers are shut down")
 
-    def _start(self, container_id: str, path: str, tty: bool, follow: bool) -> None:
+    def _start(self, container_id: str, path: str, follow: bool) -> None:
         with self._lock:
             self._check_open()
             follower = self._followers.get(container_id)
@@ -259,25 +270,30 @@ class LogFollowers:
                     old.close_file()
             follower.thread = threading.Thread(
                 target=self._run,
-                args=(follower, tty, follow),
+                args=(follower, follow),
                 name=f"log-{container_id[:12]}",
                 daemon=True,
             )
             follower.thread.start()
-            if follow and self._watchdog is None:
-                self._watchdog = threading.Thread(
-                    target=self._watch, name="log-watchdog", daemon=True
-                )
-                self._watchdog.start()
 
-    def _run(self, follower: _Follower, tty: bool, follow: bool) -> None:
+    def _run(self, follower: _Follower, follow: bool) -> None:
         try:
             point = self._resume_point_from_file(follower)
-            self._copy(follower, point, tty, follow)
+            journal = self._open_journal(follower, point)
+            if journal is None:
+                follower.complete.set()
+                return
+            follower.journal = journal
+            try:
+                self._copy(follower, journal, point, follow)
+            finally:
+                journal.close()
         except Exception:
             log.exception("log follower of container %s failed", follower.container_id)
+        finally:
             # A dead follower must not hold ContainerStatus in wait_complete forever.
-            follower.complete.set()
+            if not follower.stop.is_set():
+                follower.complete.set()
 
     @staticmethod
     def _resume_point_from_file(follower: _Follower) -> ResumePoint:
@@ -290,169 +306,93 @@ class LogFollowers:
                 os.ftruncate(fd, whole)
         return ResumePoint.from_lines(lines) or ResumePoint()
 
-    def _copy(self, follower: _Follower, point: ResumePoint, tty: bool, follow: bool) -> None:
-        """Read sessions until the journal is copied to its end; each new session resumes at
-        `point`, the resume point of what the file holds."""
+    def _open_journal(self, follower: _Follower, point: ResumePoint) -> JsonFileJournal | None:
         cid = follower.container_id
-        backoff = 0.1
-        check_order = True
+        try:
+            data = self._client.inspect_container(cid)
+        except docker.errors.NotFound:
+            log.info("container %s is gone; its log ends here", cid)
+            return None
+        config = (data.get("HostConfig") or {}).get("LogConfig") or {}
+        path = str(data.get("LogPath") or "")
+        if config.get("Type", "json-file") != "json-file" or not path:
+            # cri-shim creates every container with json-file (shim.container.docker_config).
+            log.error(
+                "container %s logs with %r, not json-file: no CRI log is written",
+                cid,
+                config.get("Type"),
+            )
+            return None
+        try:
+            max_files = int((config.get("Config") or {}).get("max-file") or 1)
+        except ValueError:
+            max_files = 1
+        journal = JsonFileJournal(path, max_files, cid)
+        if not journal.open_existing(point.since_ns):
+            log.info("container %s has no json-file journal at %s; its log is empty", cid, path)
+            return None
+        return journal
+
+    def _copy(
+        self, follower: _Follower, journal: JsonFileJournal, point: ResumePoint, follow: bool
+    ) -> None:
+        """Journal → CRI file until the container no longer runs and every journal file was
+        read to its end after Docker said so."""
+        cid = follower.container_id
+        writer = CriLogWriter()
+        replay = ReplayFilter(point)
+        decoder = JsonLogDecoder(point.since_ns)
+        running = follow
+        poll = MIN_POLL_S
+        inspect_every = MIN_INSPECT_S
+        now = time.monotonic()
+        next_inspect = now + inspect_every
+        last_inspect = now - POKE_MIN_S
         while not follower.stop.is_set():
-            writer = CriLogWriter()
-            replay = ReplayFilter(point)
-            try:
-                stream = DockerLogStream(
-                    self._client,
-                    cid,
-                    follow=follow,
-                    tty=tty,
-                    since_ns=point.since_ns,
-                )
-            except docker.errors.NotFound:
-                log.info("container %s is gone; its log ends here", cid)
-                follower.complete.set()
-                return
-            except STREAM_ERRORS as err:
-                log.warning("failed to open the docker log of container %s: %s", cid, err)
-                follower.stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+            chunk = journal.read()
+            if chunk:
+                out: list[bytes] = []
+                writer.feed_stamped(out, decoder.decode(chunk))
+                if not replay.done:
+                    out = replay.filter(out)
+                if out:
+                    follower.write(out)
+                poll = MIN_POLL_S
+                inspect_every = MIN_INSPECT_S
+                next_inspect = time.monotonic() + inspect_every
                 continue
-            written = follower.lines_written
-            end = self._pump(follower, stream, writer, replay, check_order)
-            if follower.stop.is_set():
-                return
-            if end is _End.CLEAN and not follow:
-                out = replay.filter(writer.finish())
+            if not running:
+                out = writer.finish()
+                if not replay.done:
+                    out = replay.filter(out)
                 if out:
                     follower.write(out)
                 log.debug("log of container %s complete: %d lines", cid, follower.lines_written)
                 follower.complete.set()
                 return
-            if replay.done:
-                point = (
-                    ResumePoint.from_lines(list(follower.recent), writer.pending_since()) or point
-                )
-            if end is _End.CLEAN and not self._still_running(cid):
-                # Docker 20.10 ends a follow early when json-file rotates (moby#37646, #39235;
-                # seen here: 400k fast lines, the follow stopped at the rotation). A plain read
-                # walks the rotated files too, so the end is always read once more without follow.
-                follow = False
+            now = time.monotonic()
+            poked = follower.wake.is_set()
+            if now >= next_inspect or (poked and now >= last_inspect + POKE_MIN_S):
+                follower.wake.clear()
+                last_inspect = now
+                inspect_every = min(inspect_every * 2, MAX_INSPECT_S)
+                next_inspect = now + inspect_every
+                # Not running: the files are complete now; the next reads take them to their
+                # end (a rotation included) before the log is finished.
+                running = self._still_running(cid)
                 continue
-            # Broken, stalled, gone back in time, or ended while the container runs: resume
-            # after what is written.
-            follower.refollows += 1
-            # A second step back at the same place is the clock, not Docker: accept it once.
-            check_order = end is not _End.BACKWARDS or follower.lines_written > written
-            if end is _End.BROKEN:
-                follower.stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+            if poked:
+                follower.stop.wait(last_inspect + POKE_MIN_S - now)
             else:
-                backoff = 0.1
-
-    @staticmethod
-    def _pump(
-        follower: _Follower,
-        stream: DockerLogStream,
-        writer: CriLogWriter,
-        replay: ReplayFilter,
-        check_order: bool,
-    ) -> _End:
-        """One response: entries → CRI lines → the file, one write per network read.
-
-        Within one stream Docker's stamps never decrease (one copier stamps it in order). A
-        follow that re-reads a rotated json-file sends old entries again (seen here: 5688 lines
-        repeated after a rotation), so a step back ends the session and the resume logic
-        re-reads from what the file holds.
-        """
-        cid = follower.container_id
-        with follower.lock:
-            follower.stream = stream
-            follower.watch_mark = None
-        if follower.stop.is_set():
-            stream.close()
-            return _End.BROKEN
-        last: dict[str, int] = {}
-        backwards = False
-        try:
-            for batch in stream.batches():
-                out: list[bytes] = []
-                feed = writer.feed_into
-                if check_order:
-                    for entry in batch:
-                        name, stamp, _ = entry
-                        if stamp < last.get(name, 0):
-                            backwards = True
-                            break
-                        last[name] = stamp
-                        feed(out, *entry)
-                else:
-                    for entry in batch:
-                        feed(out, *entry)
-                if not replay.done:
-                    out = replay.filter(out)
-                if out:
-                    follower.write(out)
-                follower.received += 1
-                if backwards:
-                    log.warning(
-                        "docker log stream of container %s went back in time; re-reading", cid
-                    )
-                    return _End.BACKWARDS
-            return _End.CLEAN if stream.ended_cleanly else _End.BROKEN
-        except TimeoutError:
-            log.debug("log follow of container %s idle; re-opening", cid)
-            return _End.IDLE
-        except STREAM_ERRORS as err:
-            if not follower.stop.is_set():
-                log.warning("docker log stream of container %s broke: %s", cid, err)
-            return _End.BROKEN
-        finally:
-            with follower.lock:
-                follower.stream = None
-            stream.close()
-
-    def _watch(self) -> None:
-        """The stall watchdog (see the module docstring); one thread for all followers."""
-        while not self._watch_stop.wait(self._watch_interval):
-            with self._lock:
-                followers = list(self._followers.values())
-            for follower in followers:
-                try:
-                    self._check_stall(follower)
-                except Exception:
-                    log.exception("log watchdog failed on container %s", follower.container_id)
-
-    def _check_stall(self, follower: _Follower) -> None:
-        with follower.lock:
-            stream = follower.stream
-        if stream is None or not stream.follow:
-            return
-        if follower.journal_path is None:
-            try:
-                follower.journal_path = str(
-                    self._client.inspect_container(follower.container_id).get("LogPath") or ""
-                )
-            except STREAM_ERRORS:
-                return
-        try:
-            st = os.stat(follower.journal_path)
-            journal = (st.st_ino, st.st_size)
-        except OSError:
-            return  # no local json-file (another driver, remote engine): nothing to compare
-        mark, follower.watch_mark = follower.watch_mark, (follower.received, journal)
-        if mark is not None and mark[0] == follower.received and mark[1] != journal:
-            log.warning(
-                "docker log follow of container %s stalled (journal grew, nothing arrived); "
-                "re-opening",
-                follower.container_id,
-            )
-            stream.close()
+                follower.wake.wait(min(poll, next_inspect - now))
+                poll = min(poll * 2, MAX_POLL_S)
 
     def _still_running(self, container_id: str) -> bool:
         try:
             state = self._client.inspect_container(container_id)["State"]
         except docker.errors.NotFound:
             return False
-        except STREAM_ERRORS as err:
+        except INSPECT_ERRORS as err:
             log.warning("failed to inspect container %s: %s", container_id, err)
             return True
         return bool(state.get("Running"))
@@ -462,10 +402,7 @@ def _stop(followers: list[_Follower]) -> None:
     """Signal all, then wait for each: shutting down N followers takes one timeout, not N."""
     for follower in followers:
         follower.stop.set()
-        with follower.lock:
-            stream = follower.stream
-        if stream is not None:
-            stream.close()
+        follower.wake.set()
     for follower in followers:
         thread = follower.thread
         if thread is not None and thread is not threading.current_thread():

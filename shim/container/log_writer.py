@@ -20,7 +20,9 @@ The rules are containerd's (`internal/cri/io/logger.go`, CRI-CONTAINERS.md §2.2
 
 from __future__ import annotations
 
-from shim.timestamps import TimestampFormatter
+from collections.abc import Iterable
+
+from shim.timestamps import TimestampFormatter, TimestampParser
 
 STDOUT = "stdout"
 STDERR = "stderr"
@@ -37,7 +39,7 @@ _TAGS = {
 class CriLogWriter:
     """Turns (stream, timestamp, chunk) events into CRI log lines; see the module docstring."""
 
-    __slots__ = ("_format", "_max", "_pending", "_pending_ts")
+    __slots__ = ("_format", "_max", "_parse", "_pending", "_pending_ts")
 
     def __init__(self, max_line: int = MAX_LINE) -> None:
         if max_line < 1:
@@ -48,6 +50,7 @@ class CriLogWriter:
         self._pending: dict[str, bytes] = {}
         self._pending_ts: dict[str, int] = {}
         self._format = TimestampFormatter()
+        self._parse = TimestampParser()
 
     def feed(self, stream: str, timestamp_ns: int, data: bytes) -> list[bytes]:
         """The CRI lines that `data` finishes (each ends with `\\n`)."""
@@ -107,6 +110,30 @@ class CriLogWriter:
                 rest -= limit
         self._pending[stream] = data[start:]
         self._pending_ts[stream] = first_ts
+
+    def feed_stamped(self, out: list[bytes], entries: Iterable[tuple[str, bytes, bytes]]) -> None:
+        """`feed_into` for many `(stream, stamp, chunk)` entries whose stamp is already the
+        fixed-width text the CRI lines carry (`2026-12-01T10:00:00.123456789Z`, as
+        `shim.engine.docker_journal` gives it): the follower's hot loop. An entry that is exactly
+        one short line, with nothing pending on its stream, becomes its CRI line without parsing
+        or formatting the stamp; anything else takes `feed_into`."""
+        pending = self._pending
+        limit = self._max + 1
+        append = out.append
+        tags = _TAGS.get
+        for stream, stamp, data in entries:
+            size = len(data)
+            tag = tags(stream)
+            if (
+                tag is not None
+                and stream not in pending
+                and 0 < size <= limit
+                and data.find(b"\n") == size - 1
+                and (size < 2 or data[-2] != _CR)
+            ):
+                append(stamp + tag[1] + data)
+            else:
+                self.feed_into(out, stream, self._parse(stamp), data)
 
     def finish(self) -> list[bytes]:
         """End of both streams: every unfinished line becomes P lines, oldest first."""

@@ -24,10 +24,8 @@ import docker.errors
 import pytest
 from docker.types import LogConfig
 
-from shim.container import log_follower
 from shim.container.log_follower import LogFollowers, LogNotFollowedError
 from shim.container.log_writer import MAX_LINE
-from shim.engine.docker_logs import DockerLogStream, Entry
 
 pytestmark = pytest.mark.integration
 
@@ -63,13 +61,13 @@ def client() -> Iterator[docker.APIClient]:
 def make_container(client: docker.APIClient) -> Iterator[MakeContainer]:
     made: list[str] = []
 
-    def make(script: str, tty: bool = False) -> str:
+    def make(script: str, tty: bool = False, log_config: LogConfig = LOG_CONFIG) -> str:
         created = client.create_container(
             IMAGE,
             ["sh", "-c", script],
             name=f"cri-shim-logtest-{uuid.uuid4().hex[:12]}",
             tty=tty,
-            host_config=client.create_host_config(log_config=LOG_CONFIG),
+            host_config=client.create_host_config(log_config=log_config),
         )
         made.append(str(created["Id"]))
         return made[-1]
@@ -301,39 +299,22 @@ def test_sigkilled_follower_resumes_without_loss_or_duplicates(
     assert [int(c) for _, _, c in lines] == list(range(total))
 
 
-def test_watchdog_reopens_a_stalled_follow(
+def test_rotations_lose_nothing(
     client: docker.APIClient,
+    followers: LogFollowers,
     make_container: MakeContainer,
     log_dir: pathlib.Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """moby's stalled follow, imitated: the first follow stream delivers nothing until closed
-    while the journal grows; the watchdog must close it and the re-follow catch up exactly."""
-    stalled: list[DockerLogStream] = []
-
-    class StallingStream(DockerLogStream):
-        def batches(self) -> Iterator[list[Entry]]:
-            if self.follow and not stalled:
-                stalled.append(self)
-                while not self._closed:
-                    time.sleep(0.05)
-                raise ConnectionAbortedError("log stream closed")
-            yield from super().batches()
-
-    monkeypatch.setattr(log_follower, "DockerLogStream", StallingStream)
-    cid = make_container("i=0; while [ $i -lt 100 ]; do echo $i; i=$((i+1)); usleep 30000; done")
-    path = log_dir / "0.log"
-    owner = LogFollowers(client, watch_interval=0.5)
-    try:
-        owner.prepare(cid, str(path))
-        client.start(cid)
-        owner.follow(cid, str(path), False)
-        wait_for(lambda: len(cri_lines(path)) >= 10)
-        assert stalled and stalled[0]._closed
-        client.wait(cid, timeout=60)
-        assert owner.wait_complete(cid, 30)
-        assert [int(c) for _, _, c in cri_lines(path)] == list(range(100))
-        stats = owner.stats(cid)
-        assert stats is not None and stats.refollows >= 1
-    finally:
-        owner.close()
+    """A small journal rotated many times while the follower reads it: every line arrives once,
+    in order, and the follower says how many rotations it followed and that it lost none."""
+    total = 200_000
+    pad = "x" * 40
+    small = LogConfig(type="json-file", config={"max-size": "2m", "max-file": "2"})
+    cid = make_container(
+        f"awk 'BEGIN{{for(i=0;i<{total};i++) printf \"%09d {pad}\\n\", i}}'",
+        log_config=small,
+    )
+    lines = run_to_end(client, followers, cid, log_dir / "0.log")
+    assert [int(c.split()[0]) for _, _, c in lines] == list(range(total))
+    stats = followers.stats(cid)
+    assert stats is not None and stats.rotations >= 5 and stats.lost_files == 0
