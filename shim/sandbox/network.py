@@ -28,6 +28,7 @@ from shim.store.sandbox_record import NetworkAttachment
 
 log = logging.getLogger(__name__)
 
+CHOICE_RETRY_S = 5.0  # how soon a failed choice of network is made again
 STATUS_TIMEOUT_S = 2.0  # how long Status waits for a CNI STATUS answer
 STATUS_CACHE_S = 3.0  # how long an answer is reused
 
@@ -64,6 +65,7 @@ class PodNetwork:
         self._lock = threading.Lock()
         self._signature: tuple[Any, ...] | None = None
         self._choice = NetworkChoice(None, "not loaded yet", ())
+        self._chosen_at = 0.0
         self._status_lock = threading.Lock()
         self._status_answer: tuple[NetworkConfigList, float, str] | None = None
         self._status_future: concurrent.futures.Future[str] | None = None
@@ -81,9 +83,14 @@ class PodNetwork:
     def choice(self) -> NetworkChoice:
         signature = self._conf_dir_signature()
         with self._lock:
-            if signature != self._signature:
+            # A failure may be passing (a VERSION that timed out under load): look again
+            # after a short while even when nothing on disk changed.
+            failed = self._choice.network is None or bool(self._choice.skipped)
+            retry = failed and time.monotonic() - self._chosen_at >= CHOICE_RETRY_S
+            if signature != self._signature or retry:
                 self._choice = self._choose()
                 self._signature = signature
+                self._chosen_at = time.monotonic()
             return self._choice
 
     def current(self) -> NetworkConfigList:
@@ -163,15 +170,23 @@ class PodNetwork:
                         st = entry.stat()
                     except OSError:
                         continue
-                    entries.append((entry.name, st.st_mtime_ns, st.st_size))
+                    entries.append((entry.name, st.st_mtime_ns, st.st_size, st.st_ino))
         except OSError as err:
             return ("unreadable", str(err))
-        # Plugin binaries come and go too (a config whose plugin is missing is skipped).
+        # Plugin binaries come, go and are replaced in place (same name, new inode or mtime):
+        # a config whose plugin is missing is skipped, and a new binary may answer VERSION
+        # differently.
         for d in self.bin_dirs:
             try:
-                entries.append((d, os.stat(d).st_mtime_ns, 0))
+                with os.scandir(d) as it:
+                    for entry in it:
+                        try:
+                            st = entry.stat()
+                        except OSError:
+                            continue
+                        entries.append((f"{d}/{entry.name}", st.st_mtime_ns, st.st_size, st.st_ino))
             except OSError:
-                entries.append((d, 0, 0))
+                entries.append((d, 0, 0, 0))
         return tuple(sorted(entries))
 
     # -- pods -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from cri_api import api_pb2
-from tests.e2e.conftest import Pods, make_shim
+from tests.e2e.conftest import Pods, make_shim, running_shim
 from tests.e2e.harness import REFERENCE_PLUGINS, NetworkPlan, Shim, script_plugins
 
 pytestmark = pytest.mark.integration
@@ -85,3 +85,64 @@ def test_a_hanging_status_does_not_hang_status(gated_shim: Shim, gated_plugin_di
         assert not condition.status
         assert "STATUS did not answer within" in condition.message
     os.unlink(gate + ".hang")
+
+
+FLAKY = """#!/bin/sh
+# VERSION fails the first time (a timeout under load, say), then answers.
+case "$CNI_COMMAND" in
+VERSION) marker="$(dirname "$0")/answered-once"
+         if [ ! -e "$marker" ]; then : > "$marker"; echo '{"code":999,"msg":"busy"}'; exit 1; fi
+         echo '{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}' ;;
+esac
+exit 0
+"""
+OLD_BINARY = """#!/bin/sh
+[ "$CNI_COMMAND" = VERSION ] && echo '{"cniVersion":"0.4.0","supportedVersions":["0.4.0"]}'
+exit 0
+"""
+NEW_BINARY = """#!/bin/sh
+[ "$CNI_COMMAND" = VERSION ] && echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}'
+exit 0
+"""
+
+
+def _wait_network_ready(shim: Shim, timeout: float = 20) -> api_pb2.RuntimeCondition:
+    deadline = time.monotonic() + timeout
+    condition = _network_ready(shim)
+    while not condition.status and time.monotonic() < deadline:
+        time.sleep(0.5)
+        condition = _network_ready(shim)
+    return condition
+
+
+def test_a_passing_plugin_failure_is_looked_at_again(plan: NetworkPlan, pods: Pods) -> None:
+    """A failure while choosing the network is not remembered until the conf dir changes
+    (issue 10, item 9): NetworkReady recovers by itself."""
+    with (
+        script_plugins({"e2e-flaky": FLAKY}) as plugin_dir,
+        running_shim(plan, pods, bin_dirs=[plugin_dir, REFERENCE_PLUGINS]) as shim,
+    ):
+        shim.write_conf(
+            "10-e2e.conflist",
+            {"cniVersion": "1.0.0", "name": "flaky", "plugins": [{"type": "e2e-flaky"}]},
+        )
+        first = _network_ready(shim)
+        assert not first.status and "busy" in first.message
+        assert _wait_network_ready(shim).status
+
+
+def test_a_binary_replaced_in_place_is_noticed(plan: NetworkPlan, pods: Pods) -> None:
+    with (
+        script_plugins({"e2e-upgraded": OLD_BINARY}) as plugin_dir,
+        running_shim(plan, pods, bin_dirs=[plugin_dir, REFERENCE_PLUGINS]) as shim,
+    ):
+        shim.write_conf(
+            "10-e2e.conflist",
+            {"cniVersion": "1.0.0", "name": "up", "plugins": [{"type": "e2e-upgraded"}]},
+        )
+        assert not _network_ready(shim).status
+        # Overwritten in place: same name, same inode, same directory entry.
+        with open(os.path.join(plugin_dir, "e2e-upgraded"), "r+") as f:
+            f.write(NEW_BINARY)
+            f.truncate()
+        assert _network_ready(shim).status
