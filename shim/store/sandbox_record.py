@@ -88,7 +88,10 @@ class SandboxRecord:
         return config
 
     def to_json(self) -> bytes:
+        """The checkpoint. Labels and annotations are in the serialized config already, and
+        may be large (256 KiB): they are stored once, there, and read back from it."""
         data = asdict(self)
+        del data["labels"], data["annotations"]
         data["state"] = self.state.value
         data["network_phase"] = self.network_phase.value
         return json.dumps(data, indent=1, sort_keys=True).encode()
@@ -102,7 +105,13 @@ class SandboxRecord:
             net = data["network"]
             net["cni_args"] = [tuple(pair) for pair in net["cni_args"]]
             data["network"] = NetworkAttachment(**net)
-        return cls(**data)
+        data.pop("labels", None)  # older checkpoints stored them twice
+        data.pop("annotations", None)
+        record = cls(**data)
+        config = record.sandbox_config()
+        record.labels = dict(config.labels)
+        record.annotations = dict(config.annotations)
+        return record
 
 
 def name_key(name: str, namespace: str, uid: str, attempt: int) -> str:

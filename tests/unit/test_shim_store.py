@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
 import pytest
 
+from cri_api import api_pb2
 from shim.errors import InvalidArgumentError, NotFoundError
 from shim.store.sandbox_record import (
     NetworkAttachment,
@@ -26,8 +28,7 @@ def _record(sandbox_id: str, **kwargs: object) -> SandboxRecord:
         uid="u",
         attempt=1,
         created_at=1,
-        config_b64="",
-        **kwargs,  # type: ignore[arg-type]
+        **{"config_b64": "", **kwargs},  # type: ignore[arg-type]
     )
 
 
@@ -47,6 +48,9 @@ def test_record_round_trip() -> None:
             result={"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}]},
         ),
         labels={"a": "b"},
+        config_b64=base64.b64encode(
+            api_pb2.PodSandboxConfig(labels={"a": "b"}).SerializeToString()
+        ).decode(),
     )
     again = SandboxRecord.from_json(record.to_json())
     assert again == record
@@ -124,3 +128,23 @@ def test_undo_commit_keeps_everything() -> None:
     undo.commit()
     assert undo.rollback() == []
     assert calls == []
+
+
+def test_checkpoint_holds_labels_and_annotations_once() -> None:
+    big = "x" * 100_000
+    config = api_pb2.PodSandboxConfig(labels={"app": "web"}, annotations={"note": big})
+    record = SandboxRecord(
+        id="a" * 64,
+        name="p",
+        namespace="n",
+        uid="u",
+        attempt=0,
+        created_at=1,
+        config_b64=base64.b64encode(config.SerializeToString()).decode(),
+        labels={"app": "web"},
+        annotations={"note": big},
+    )
+    raw = record.to_json()
+    assert len(raw) < 1.5 * len(big)  # base64 of the config, and nothing more of that size
+    back = SandboxRecord.from_json(raw)
+    assert back.labels == {"app": "web"} and back.annotations == {"note": big}
