@@ -86,10 +86,15 @@ class CNIConfig:
 
     # ---- public operations -------------------------------------------------------
 
-    def add_network_list(self, net: NetworkConfigList, rt: RuntimeConf) -> Result:
+    def add_network_list(
+        self, net: NetworkConfigList, rt: RuntimeConf, rollback: bool = True
+    ) -> Result:
+        """ADD in order. A failure DELs the whole list (best effort) unless `rollback` is
+        False: a runtime that registers its own DEL before ADD (and reports or retries it)
+        says so, and the list is not DEL'd twice."""
         _validate_runtime_conf(net, rt)
         with self._network_locks.get(net.name).read(), self._container_locks.hold(rt.container_id):
-            return self._add(net, rt)
+            return self._add(net, rt, rollback)
 
     def del_network_list(self, net: NetworkConfigList, rt: RuntimeConf) -> None:
         _validate_runtime_conf(net, rt)
@@ -142,7 +147,7 @@ class CNIConfig:
 
     # ---- the operations, called with locks held ----------------------------------
 
-    def _add(self, net: NetworkConfigList, rt: RuntimeConf) -> Result:
+    def _add(self, net: NetworkConfigList, rt: RuntimeConf, rollback: bool) -> Result:
         # Everything that can be known to fail is checked before the first ADD, so a
         # missing binary or a version mismatch never leaves half an attachment.
         paths = self._find_all(net)
@@ -159,7 +164,8 @@ class CNIConfig:
             assert result is not None  # plugins is never empty (conf validates it)
             self._cache.write(net.name, rt, net.bytes, result)
         except Exception as err:
-            self._rollback(net, rt, version, paths, err)
+            if rollback:
+                self._rollback(net, rt, version, paths, err)
             raise
         return result
 

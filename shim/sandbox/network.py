@@ -212,8 +212,10 @@ class PodNetwork:
             self._cni.add_network_list(
                 self._loopback, RuntimeConf(sandbox_id, netns_path, LOOPBACK_IFNAME)
             )
+            # The caller registered teardown() before this ADD and owns the undo: cnilib's
+            # own rollback would DEL the list a second time.
             return self._cni.add_network_list(
-                network, self._runtime_conf(sandbox_id, netns_path, attachment)
+                network, self._runtime_conf(sandbox_id, netns_path, attachment), rollback=False
             )
         except CNIError as err:
             raise NetworkSetupError(

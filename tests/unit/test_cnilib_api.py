@@ -191,6 +191,15 @@ def test_adding_garbage_result_rolls_back(cni: CNIConfig, plugins: FakePlugins) 
     assert cni.get_cached_result("n", RT) is None
 
 
+def test_a_runtime_that_owns_the_undo_gets_no_rollback(
+    cni: CNIConfig, plugins: FakePlugins
+) -> None:
+    plugins.handlers["b"] = lambda cmd, env, conf: (0, b"<html>" if cmd == "ADD" else b"")
+    with pytest.raises(Exception, match="<html>"):
+        cni.add_network_list(net(), RT, rollback=False)
+    assert plugins.commands() == [("a", "ADD"), ("b", "ADD")]
+
+
 def test_check_skipped_below_040_and_with_disable_check(
     cni: CNIConfig, plugins: FakePlugins
 ) -> None:
