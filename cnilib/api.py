@@ -363,7 +363,7 @@ class CNIConfig:
 
 
 def _validate_runtime_conf(net: NetworkConfigList, rt: RuntimeConf) -> None:
-    if not NAME_PATTERN.match(net.name):
+    if not NAME_PATTERN.fullmatch(net.name):
         raise ConfigError(net.source, "name", f"{net.name!r} must match {NAME_PATTERN.pattern}")
     validate_container_id(rt.container_id)
     validate_ifname(rt.ifname)

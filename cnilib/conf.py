@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from typing import Any
 
 from cnilib.errors import ConfigError
@@ -29,17 +30,25 @@ _FALSE_STRINGS = {"0", "f", "F", "false", "FALSE", "False"}
 
 
 def conf_files(conf_dir: str) -> list[str]:
-    """Paths of the configuration files in `conf_dir`, sorted by file name."""
+    """Paths of every entry in `conf_dir` named like a configuration file, sorted by name.
+    Entries that are not regular files are listed too: loading one fails with a reason, so a
+    runtime reports it among the skipped files instead of passing over it silently."""
     try:
         names = os.listdir(conf_dir)
     except FileNotFoundError:
         return []
-    paths = [os.path.join(conf_dir, n) for n in sorted(names) if n.endswith(CONF_EXTENSIONS)]
-    return [p for p in paths if os.path.isfile(p)]
+    return [os.path.join(conf_dir, n) for n in sorted(names) if n.endswith(CONF_EXTENSIONS)]
 
 
 def load_conf_list(path: str) -> NetworkConfigList:
     """Load one file; a single-plugin config (no `plugins` key) is promoted to a list."""
+    try:
+        # Before opening: opening a FIFO would block until someone writes to it.
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        raise ConfigError(path, "", f"cannot be read: {err.strerror}") from err
+    if not stat.S_ISREG(mode):
+        raise ConfigError(path, "", f"is not a regular file (it is a {_kind(mode)})")
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -49,6 +58,19 @@ def load_conf_list(path: str) -> NetworkConfigList:
     if "plugins" in obj or path.endswith(".conflist"):
         return _parse_list(obj, data, path)
     return _promote(obj, path)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
 
 
 def parse_conf_list(data: bytes, source: str = "") -> NetworkConfigList:
@@ -131,7 +153,7 @@ def _parse_list(obj: dict[str, Any], data: bytes, source: str) -> NetworkConfigL
     name = obj.get("name")
     if name is None:
         raise ConfigError(source, "name", "is missing")
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
         raise ConfigError(source, "name", f"{name!r} must match {NAME_PATTERN.pattern}")
     chosen, versions = _choose_version(obj, source)
     plugins_raw = obj.get("plugins")

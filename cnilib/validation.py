@@ -12,7 +12,7 @@ MAX_IFNAME_LEN = 15
 def validate_container_id(container_id: str) -> None:
     if not container_id:
         raise InvalidArgumentError("missing container id")
-    if not NAME_PATTERN.match(container_id):
+    if not NAME_PATTERN.fullmatch(container_id):
         raise InvalidArgumentError(
             f"invalid container id {container_id!r}",
             f"must match {NAME_PATTERN.pattern}",

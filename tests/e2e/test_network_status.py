@@ -3,6 +3,7 @@ not ready), and it follows them without a restart."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -146,3 +147,15 @@ def test_a_binary_replaced_in_place_is_noticed(plan: NetworkPlan, pods: Pods) ->
             f.write(NEW_BINARY)
             f.truncate()
         assert _network_ready(shim).status
+
+
+def test_special_files_in_the_conf_dir_are_listed_as_skipped(shim: Shim) -> None:
+    """A FIFO or a directory named like a config is reported with its reason (issue 10,
+    item 14), and the FIFO is never opened (which would block)."""
+    os.mkfifo(os.path.join(shim.conf_dir, "00-fifo.conflist"))
+    os.mkdir(os.path.join(shim.conf_dir, "01-dir.conflist"))
+    info = shim.runtime().Status(api_pb2.StatusRequest(verbose=True), timeout=10).info
+    skipped = json.loads(info["cniconfig"])["skipped"]
+    assert any("00-fifo.conflist" in s and "it is a FIFO" in s for s in skipped), skipped
+    assert any("01-dir.conflist" in s and "it is a directory" in s for s in skipped), skipped
+    assert _network_ready(shim).status  # the real config after them is still chosen

@@ -95,6 +95,7 @@ RT = RuntimeConf("c1", "", "eth0")
         ("-c", "eth0", "invalid container id"),
         ("c/1", "eth0", "invalid container id"),
         ("c 1", "eth0", "invalid container id"),
+        ("c1\n", "eth0", "invalid container id"),  # `$` alone would let it through
         ("c1", "", "missing interface name"),
         ("c1", "x" * 16, "longer than 15"),
         ("c1", ".", "reserved"),

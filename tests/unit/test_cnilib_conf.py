@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -251,8 +252,17 @@ def test_conf_files_sorted_and_filtered(tmp_path: Path) -> None:
         (tmp_path / name).write_text("{}")
     (tmp_path / "15-dir.conf").mkdir()
     names = [Path(p).name for p in conf_files(str(tmp_path))]
-    assert names == ["05-c.json", "10-a.conflist", "20-b.conf"]
+    assert names == ["05-c.json", "10-a.conflist", "15-dir.conf", "20-b.conf"]
     assert conf_files(str(tmp_path / "missing")) == []
+
+
+def test_special_files_are_refused_with_a_reason_not_skipped_silently(tmp_path: Path) -> None:
+    (tmp_path / "10-dir.conflist").mkdir()
+    os.mkfifo(tmp_path / "20-fifo.conflist")
+    with pytest.raises(ConfigError, match="not a regular file \\(it is a directory\\)"):
+        load_conf_list(str(tmp_path / "10-dir.conflist"))
+    with pytest.raises(ConfigError, match="not a regular file \\(it is a FIFO\\)"):
+        load_conf_list(str(tmp_path / "20-fifo.conflist"))  # and does not block
 
 
 def test_find_conf_list_takes_first_valid_or_by_name(tmp_path: Path) -> None:
