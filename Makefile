@@ -31,6 +31,7 @@ pause-image: host
 test-tools: venv
 	bash scripts/test-tools.sh
 	bash scripts/critest-tools.sh && bash scripts/critest-images.sh
+	bash scripts/kubelet-tools.sh
 
 run: setup
 	$(PY) -m netplugins install $(CNI_BIN_DIR)
