@@ -10,8 +10,10 @@ import contextlib
 import json
 import logging
 import os
+import selectors
 import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -31,6 +33,10 @@ CNI_ENV_KEYS = ("CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CN
 # How long to wait for pipes to drain after killing a timed-out plugin's group: a
 # grandchild that left the group could hold them open forever.
 _DRAIN_AFTER_KILL = 5.0
+# A CNI result is a few KiB; 16 MiB is far beyond any real one. Diagnostics beyond 64 KiB
+# would only be truncated in the error anyway.
+MAX_STDOUT = 16 * 1024 * 1024
+MAX_STDERR = 64 * 1024
 
 
 class PluginExecutor(Protocol):
@@ -42,7 +48,9 @@ class PluginExecutor(Protocol):
 
 
 class ExecExecutor:
-    """Runs the plugin as a child process in its own process group."""
+    """Runs the plugin as a child process in its own process group, reading at most
+    MAX_STDOUT of its result and keeping at most MAX_STDERR of its diagnostics: a plugin
+    that floods its output is killed, not held in the runtime's memory."""
 
     def run(
         self, path: str, env: Mapping[str, str], stdin: bytes, timeout: float
@@ -59,19 +67,79 @@ class ExecExecutor:
             close_fds=True,
         )
         try:
-            stdout, stderr = proc.communicate(stdin, timeout=timeout)
+            stdout, stderr = _bounded_communicate(proc, stdin, time.monotonic() + timeout)
         except subprocess.TimeoutExpired as err:
             _kill_group(proc)
             raise PluginTimeoutError(
                 f"failed to run plugin {path}: timed out after {timeout:g}s",
                 f"killed process group {proc.pid}",
             ) from err
-        return proc.returncode, stdout, stderr
+        except _OutputTooLarge as err:
+            _kill_group(proc)
+            raise PluginError(
+                f"failed to run plugin {path}: more than {err.limit} bytes on {err.stream}",
+                f"killed process group {proc.pid}",
+                code=CODE_INTERNAL,
+            ) from err
+        return proc.wait(), stdout, stderr
+
+
+class _OutputTooLarge(Exception):
+    def __init__(self, stream: str, limit: int) -> None:
+        super().__init__(stream)
+        self.stream = stream
+        self.limit = limit
+
+
+def _bounded_communicate(
+    proc: subprocess.Popen[bytes], stdin: bytes, deadline: float
+) -> tuple[bytes, bytes]:
+    """communicate() with limits: stdout beyond MAX_STDOUT ends the plugin; stderr is kept up
+    to MAX_STDERR and the rest drained (a chatty plugin still finishes)."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    out, err = bytearray(), bytearray()
+    pending = memoryview(stdin)
+    with selectors.DefaultSelector() as sel:
+        if pending:
+            os.set_blocking(proc.stdin.fileno(), False)
+            sel.register(proc.stdin, selectors.EVENT_WRITE)
+        else:
+            proc.stdin.close()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(proc.stderr, selectors.EVENT_READ)
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(proc.args, 0)
+            for key, _ in sel.select(left):
+                if key.fileobj is proc.stdin:
+                    try:
+                        pending = pending[os.write(proc.stdin.fileno(), pending[:65536]) :]
+                    except BrokenPipeError:
+                        pending = pending[:0]
+                    if not pending:
+                        sel.unregister(proc.stdin)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                elif key.fileobj is proc.stdout:
+                    out += chunk
+                    if len(out) > MAX_STDOUT:
+                        raise _OutputTooLarge("stdout", MAX_STDOUT)
+                elif len(err) < MAX_STDERR:
+                    err += chunk[: MAX_STDERR - len(err)]
+    # Both pipes closed; a plugin that lingers after that still has its deadline.
+    proc.wait(timeout=max(deadline - time.monotonic(), 0.001))
+    return bytes(out), bytes(err)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+    if proc.stdin is not None and proc.stdin.closed:
+        proc.stdin = None  # already fed and closed: communicate() would flush it
     try:
         proc.communicate(timeout=_DRAIN_AFTER_KILL)
     except subprocess.TimeoutExpired:

@@ -29,8 +29,9 @@ def maps_errors(method: F) -> F:
             with gate(rpc, context):
                 return method(self, request, context)
         except ShimError as err:
-            log.warning("%s failed: %s", rpc, err)
-            abort(context, err.code, str(err))
+            message = bounded(str(err))
+            log.warning("%s failed: %s", rpc, message)
+            abort(context, err.code, message)
         except requests.exceptions.RequestException as err:
             # Refused, reset or timed out on Docker's socket: the engine is away, not our bug.
             log.warning("%s failed: the Docker engine does not answer: %s", rpc, err)
@@ -44,9 +45,20 @@ def maps_errors(method: F) -> F:
             if isinstance(err, grpc.RpcError) or type(err).__name__ == "_AbortError":
                 raise
             log.exception("%s failed unexpectedly", rpc)
-            abort(context, grpc.StatusCode.INTERNAL, f"{rpc} failed: {err}")
+            abort(context, grpc.StatusCode.INTERNAL, bounded(f"{rpc} failed: {err}"))
 
     return wrapper  # type: ignore[return-value]
+
+
+# A status message (and its log line) carries a plugin's error text: bounded, so a plugin
+# that floods its output cannot push a message past the client's limits or fill the log.
+MAX_MESSAGE = 16 * 1024
+
+
+def bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return f"{message[:MAX_MESSAGE]}… ({len(message) - MAX_MESSAGE} more characters cut)"
 
 
 def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:

@@ -75,3 +75,11 @@ def test_gate_runs_first() -> None:
             None, context
         )
     assert (context.code, context.details) == (grpc.StatusCode.UNAVAILABLE, "recovering")
+
+
+def test_long_messages_are_cut() -> None:
+    context = FakeContext()
+    with pytest.raises(Aborted):
+        Service(NotFoundError("x" * 1_000_000)).ListImages(None, context)
+    assert len(context.details) < 17 * 1024
+    assert context.details.endswith("more characters cut)")
