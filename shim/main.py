@@ -17,6 +17,7 @@ from shim.context import PodCIDRs, ShimContext
 from shim.engine import labels as L
 from shim.engine.docker_engine import DockerInfraRuntime
 from shim.engine_watch import EngineWatcher, EventStream
+from shim.leftover_plugins import kill_leftovers, mark_environment
 from shim.oom import infra_oom_score_adj
 from shim.sandbox.network import PodNetwork
 from shim.server import build_server
@@ -121,6 +122,9 @@ def serve(config: ShimConfig, executor: WarmExecutor | None) -> int:
         lock.release()
         return 1
     try:
+        # Before anything of ours runs a plugin: what a dead predecessor left running goes.
+        kill_leftovers(config.root_directory)
+        mark_environment(config.root_directory)
         return serve_locked(config, executor)
     finally:
         lock.release()

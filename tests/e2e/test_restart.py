@@ -3,6 +3,7 @@ and can stop and remove them completely."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -253,3 +254,55 @@ def _lost_checkpoint(shim: Shim, plan: NetworkPlan, pods: Pods) -> None:
     assert shim.list_pods() == []
     left = leftovers(shim, plan, {sid})
     assert left.empty(), left
+
+
+# ADD records its pid, then waits long: a plugin that outlives the shim that ran it.
+LINGERING = """#!/bin/sh
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}' ;;
+ADD) echo $$ > "$(dirname "$0")/add.pid"; sleep 120
+     echo '{"cniVersion":"1.0.0","ips":[{"address":"10.200.251.9/24"}]}' ;;
+esac
+exit 0
+"""
+
+
+def test_plugins_of_a_killed_shim_are_killed_at_start(plan: NetworkPlan, pods: Pods) -> None:
+    """A plugin still running for a SIGKILLed shim could finish its ADD after the restarted
+    shim's DEL: the successor kills it before recovery and GC (issue 10, item 4)."""
+    with (
+        script_plugins({"e2e-linger": LINGERING}) as plugin_dir,
+        running_shim(plan, pods, bin_dirs=[plugin_dir, REFERENCE_PLUGINS]) as shim,
+    ):
+        shim.write_conf(
+            "10-e2e.conflist",
+            {"cniVersion": "1.0.0", "name": "linger", "plugins": [{"type": "e2e-linger"}]},
+        )
+        caller = threading.Thread(target=lambda: _run_pod_quietly(shim))
+        caller.start()
+        pid_file = os.path.join(plugin_dir, "add.pid")
+        deadline = time.monotonic() + 30
+        while not os.path.exists(pid_file) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open(pid_file) as f:
+            plugin_pid = int(f.read())
+        shim.kill(signal.SIGKILL)
+        caller.join()
+        assert _alive(plugin_pid)  # it outlived its shim
+        shim.start()
+        assert not _alive(plugin_pid)
+        for pod in shim.list_pods():
+            pods.add(pod.id)
+
+
+def _run_pod_quietly(shim: Shim) -> None:
+    with contextlib.suppress(grpc.RpcError):  # its server is killed under it
+        shim.run_pod(pod_config())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
