@@ -11,27 +11,13 @@ if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "install 
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
 fi
-stamp=$( (sha256sum "$busybox"; sha256sum "$0") | sha256sum | cut -c1-16)
+stamp=$( (sha256sum "$busybox"; sha256sum "$0" "$(dirname "$0")/busybox-rootfs.sh") | sha256sum | cut -c1-16)
 current=$(/usr/bin/docker image inspect -f '{{index .Config.Labels "io.cri-shim.test-image"}}' "$image" 2>/dev/null || true)
 [ "$current" = "$stamp" ] && exit 0
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-mkdir -p "$root"/{bin,etc,tmp,proc,sys,dev,root,var/run,usr/bin}
-chmod 1777 "$root/tmp"
-cp "$busybox" "$root/bin/busybox"
-for applet in $("$root/bin/busybox" --list); do
-    [ -e "$root/bin/$applet" ] || ln "$root/bin/busybox" "$root/bin/$applet"
-done
-cat >"$root/etc/passwd" <<'PW'
-root:x:0:0:root:/root:/bin/sh
-www-data:x:33:33:www-data:/var/www:/bin/sh
-nobody:x:65534:65534:nobody:/nonexistent:/bin/sh
-PW
-cat >"$root/etc/group" <<'GR'
-root:x:0:
-www-data:x:33:
-nogroup:x:65534:
-GR
+. "$(dirname "$0")/busybox-rootfs.sh"
+base_rootfs "$root"
 tar -C "$root" -c . | /usr/bin/docker import \
     --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin:/usr/bin' \
     --change "LABEL io.cri-shim.test-image=$stamp" - "$image" >/dev/null
