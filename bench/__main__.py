@@ -9,7 +9,9 @@
 - plugins: what `bench.bench_plugins.run()` reports, when that module is present;
 - containers: the container half on a private shim of its own (`bench.bench_containers`):
   CreateContainer+StartContainer against docker create+start, relist latency and the shim's
-  memory with 110 pods of 2 containers, CRI log throughput and lines lost.
+  memory with 110 pods of 2 containers, CRI log throughput and lines lost;
+- kubelet: a real kubelet v1.34 on a private shim (`bench.bench_kubelet`): pod start p50/p99
+  of a 30-pod burst from kubelet's own metrics, the shim's CPU and RSS with 110 idle pods.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from typing import Any
 
 from bench.bench_containers import ContainerBenchConfig
 from bench.bench_containers import run as run_containers
+from bench.bench_kubelet import KubeletBenchConfig
+from bench.bench_kubelet import run as run_kubelet
 from bench.bench_shim import ShimPods, ShimProcess
 from bench.floor import FloorPods, probe_oom_score_adj
 from bench.hostnet import (
@@ -74,6 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-shim-log", metavar="PATH", help="copy the shim's log here at the end")
     p.add_argument("--skip-plugins", action="store_true", help="do not run bench.bench_plugins")
     p.add_argument("--skip-containers", action="store_true", help="no container benchmarks")
+    p.add_argument("--skip-kubelet", action="store_true", help="no kubelet benchmark")
     p.add_argument("--container-samples", type=int, default=30, help="CreateContainer+Start")
     p.add_argument("--relist-pods", type=int, default=110, help="pods (2 containers each)")
     p.add_argument("--relists", type=int, default=200)
@@ -289,6 +294,14 @@ def containers_section(args: argparse.Namespace) -> dict[str, Any]:
         return {"error": f"bench.bench_containers.run() failed: {type(err).__name__}: {err}"}
 
 
+def kubelet_section(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        return run_kubelet(KubeletBenchConfig(log_level=args.shim_log_level))
+    except Exception as err:
+        log.error("bench.bench_kubelet.run() failed:\n%s", traceback.format_exc())
+        return {"error": f"bench.bench_kubelet.run() failed: {type(err).__name__}: {err}"}
+
+
 def _finite(value: Any) -> Any:
     """JSON has no NaN: a statistic without samples becomes null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -348,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
             {"skipped": "--skip-containers given"}
             if args.skip_containers
             else containers_section(args)
+        )
+        report["kubelet"] = (
+            {"skipped": "--skip-kubelet given"} if args.skip_kubelet else kubelet_section(args)
         )
         report["metadata"]["finished_at"] = now()
         report["metadata"]["duration_s"] = round(time.monotonic() - started, 1)

@@ -29,14 +29,14 @@ from tests.kubelet.harness import (
     REPO,
     Kubelet,
     KubeletPorts,
+    delete_chains,
     kubelet_binary,
+    kubelet_chains,
     new_kubelet_workdir,
 )
 
 LOGS_KEPT = os.path.join(REPO, "build", "kubelet-e2e")
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
-# kubelet (1.28+) makes these canary chains to notice an iptables flush; they name no pod.
-KUBELET_CHAINS = (("mangle", "KUBE-IPTABLES-HINT"), ("mangle", "KUBE-KUBELET-CANARY"))
 
 
 def _needs_host() -> str | None:
@@ -100,21 +100,6 @@ class Node:
         return self.shim.list_containers(label_selector=selector)
 
 
-def _existing_chains() -> set[tuple[str, str]]:
-    found = set()
-    for table, chain in KUBELET_CHAINS:
-        probe = ["iptables", "-t", table, "-nL", chain]
-        if subprocess.run(probe, capture_output=True, check=False).returncode == 0:
-            found.add((table, chain))
-    return found
-
-
-def _delete_chains(chains: set[tuple[str, str]]) -> None:
-    for table, chain in chains:
-        for flag in ("-F", "-X"):
-            subprocess.run(["iptables", "-t", table, flag, chain], capture_output=True, check=False)
-
-
 @pytest.fixture(scope="module")
 def node(kubelet_bin: str, our_plugins: str) -> Iterator[Node]:
     pid = os.getpid()
@@ -128,7 +113,7 @@ def node(kubelet_bin: str, our_plugins: str) -> Iterator[Node]:
     shim_dir = new_workdir()
     shim = Shim(shim_dir, [our_plugins])
     shim.write_conf("10-kubelet.conflist", plan.conflist())
-    chains_before = _existing_chains()
+    chains_before = kubelet_chains()
     kubelet = Kubelet(
         kubelet_bin,
         shim.endpoint,
@@ -153,7 +138,7 @@ def node(kubelet_bin: str, our_plugins: str) -> Iterator[Node]:
         yield node
     finally:
         teardown(node)
-        _delete_chains(_existing_chains() - chains_before)
+        delete_chains(kubelet_chains() - chains_before)
         shutil.rmtree(shim_dir, ignore_errors=True)
         shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -320,6 +321,54 @@ class Kubelet:
         except FileNotFoundError:
             return []
         return [os.path.join(CONTAINER_LOGS_DIR, e) for e in entries if marker in e]
+
+
+# ---- kubelet's iptables chains ---------------------------------------------------------------
+
+# kubelet (1.28+) makes KUBE-IPTABLES-HINT and KUBE-KUBELET-CANARY (to notice a flush) and
+# KUBE-FIREWALL, jumped to from INPUT and OUTPUT, which drops packets for 127.0.0.0/8 that come
+# from elsewhere. None names a pod; kubelet never removes them. A test or benchmark takes away
+# the ones that were not there before its kubelet started.
+IptablesChain = tuple[str, str, str]  # (command, table, chain)
+_SAVE = {"iptables": "iptables-save", "ip6tables": "ip6tables-save"}
+
+
+def kubelet_chains() -> set[IptablesChain]:
+    found = set()
+    for command, save in _SAVE.items():
+        for table in ("filter", "nat", "mangle"):
+            out = subprocess.run(
+                [save, "-t", table], capture_output=True, text=True, check=False
+            ).stdout
+            for line in out.splitlines():
+                if line.startswith(":KUBE-"):
+                    found.add((command, table, line[1:].split()[0]))
+    return found
+
+
+def delete_chains(chains: set[IptablesChain]) -> None:
+    """Delete every rule that jumps to one of `chains`, then the chains themselves."""
+    for command, save in _SAVE.items():
+        for table in ("filter", "nat", "mangle"):
+            names = {c for cmd, t, c in chains if cmd == command and t == table}
+            if not names:
+                continue
+            out = subprocess.run(
+                [save, "-t", table], capture_output=True, text=True, check=False
+            ).stdout
+            for line in out.splitlines():
+                if not line.startswith("-A "):
+                    continue
+                args = shlex.split(line[3:])
+                if "-j" in args and args[args.index("-j") + 1] in names:
+                    subprocess.run(
+                        [command, "-t", table, "-D", *args], capture_output=True, check=False
+                    )
+            for name in names:
+                for flag in ("-F", "-X"):
+                    subprocess.run(
+                        [command, "-t", table, flag, name], capture_output=True, check=False
+                    )
 
 
 def mounts_under(directory: str) -> list[str]:

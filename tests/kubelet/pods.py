@@ -41,11 +41,13 @@ def container(name: str, script: str, **fields: Any) -> dict[str, Any]:
 
 
 def exec_probe(*command: str, period: int = 1, failures: int = 1) -> dict[str, Any]:
+    # A probe that times out counts as failed (ExecProbeTimeout): a generous timeout keeps a
+    # busy 2-core CI machine from restarting containers the test did not mean to.
     return {
         "exec": {"command": list(command)},
         "periodSeconds": period,
         "failureThreshold": failures,
-        "timeoutSeconds": 5,
+        "timeoutSeconds": 10,
     }
 
 
@@ -88,7 +90,7 @@ def duo(name: str = "duo") -> dict[str, Any]:
 
 
 def liveness(name: str = "live") -> dict[str, Any]:
-    probe = exec_probe("test", "-f", "/tmp/alive", period=1, failures=2)
+    probe = exec_probe("test", "-f", "/tmp/alive", period=1, failures=3)
     return pod(
         name,
         [container("live", "touch /tmp/alive; exec sleep 100000", livenessProbe=probe)],

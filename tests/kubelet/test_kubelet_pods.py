@@ -137,12 +137,16 @@ _REMOVED = re.compile(r'"RemoveContainer" containerID="([0-9a-f]+)"')
 _NOT_FOUND_ID = re.compile(r"code = NotFound desc = container '([0-9a-f]+)' not found")
 
 
-def cri_errors(log: str, since: int = 0) -> list[str]:
+def cri_errors(log: str, since: int = 0, stopping: bool = False) -> list[str]:
     """The failed CRI calls in kubelet's log (from offset `since`) that the runtime is to
     blame for. Not counted: UNIMPLEMENTED (checked apart), and NotFound for a container that
     kubelet had already removed itself: its pod_container_deletor and its GC both delete the
     containers of a pod that went, and the loser's ContainerStatus finds nothing
-    (kubelet logs "DeleteContainer returned error"; containerd answers the same NotFound)."""
+    (kubelet logs "DeleteContainer returned error"; containerd answers the same NotFound).
+    While pods are `stopping`, neither is a ReopenContainerLog refused for a container that
+    exited between kubelet's log rotation listing it as running and renaming its file
+    (containerd and cri-dockerd refuse too: "container is not running"; kubelet renames the
+    file back)."""
     # kubelet logs "RemoveContainer" as it starts one: a second start for the same container
     # means the first had gone through.
     removals: dict[str, int] = {}
@@ -155,6 +159,8 @@ def cri_errors(log: str, since: int = 0) -> list[str]:
             continue
         gone = _NOT_FOUND_ID.search(line)
         if gone and removals.get(gone.group(1), 0) >= 2:
+            continue
+        if stopping and "code = FailedPrecondition" in line and "is exited" in line:
             continue
         errors.append(line.rstrip())
     return errors
@@ -341,7 +347,8 @@ def test_container_logs_and_rotation(scenario: Scenario) -> None:
     ]
     assert numbers and numbers[-1] > before
     log = kubelet.log()
-    assert "reopen container log failed" not in log.lower()
+    for failure in ("reopen container log failed", "failed to reopen container log"):
+        assert failure not in log.lower()
     assert "failed to rotate log" not in log.lower()
 
 
@@ -512,5 +519,5 @@ def test_removing_manifests_stops_and_collects_everything(scenario: Scenario) ->
     checkpoints = os.path.join(node.shim.root, "sandboxes")
     assert not os.path.isdir(checkpoints) or not os.listdir(checkpoints)
     assert node.kubelet.container_log_links() == []
-    errors = cri_errors(node.kubelet.log(), since=offset)
+    errors = cri_errors(node.kubelet.log(), since=offset, stopping=True)
     assert not errors, "\n".join(errors[:20])
