@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from cri_api import api_pb2, api_pb2_grpc
+from netplugins.iptables import chain_name
 from shim.config import ShimConfig
 from shim.process import start_shim
 
@@ -356,6 +357,9 @@ class HostLeftovers:
     cache_files: list[str]
     iptables_lines: list[str]
     pinned: list[str]
+    chains: list[str] = field(default_factory=list)
+    cgroups: list[str] = field(default_factory=list)
+    temp_files: list[str] = field(default_factory=list)
 
     def empty(self) -> bool:
         return not any(vars(self).values())
@@ -385,7 +389,58 @@ def leftovers(shim: Shim, plan: NetworkPlan | None, sandbox_ids: set[str]) -> Ho
         rules += [line for line in saved.splitlines() if any(s in line for s in sandbox_ids)]
     netns_dir = os.path.join(shim.root, "netns")
     pinned = os.listdir(netns_dir) if os.path.isdir(netns_dir) else []
-    return HostLeftovers(mine, veths, reservations, cache, rules, pinned)
+    network = plan.name if plan is not None else ""
+    return HostLeftovers(
+        mine,
+        veths,
+        reservations,
+        cache,
+        rules,
+        pinned,
+        chains=per_pod_chains(network, sandbox_ids),
+        cgroups=container_cgroups(sandbox_ids),
+        temp_files=temp_files(shim),
+    )
+
+
+def per_pod_chains(network: str, sandbox_ids: set[str]) -> list[str]:
+    """Per-pod chains, found by their hashed names (they carry no id to search for):
+    the masquerade chain CNI-<hash> and portmap's CNI-DN-<hash>, in both families."""
+    wanted = {chain_name(network, sid, prefix) for sid in sandbox_ids for prefix in ("", "DN-")}
+    found = []
+    for save in ("iptables-save", "ip6tables-save"):
+        saved = subprocess.run([save], capture_output=True, text=True, check=False).stdout
+        found += [f"{save}: {c}" for c in wanted if f":{c} " in saved]
+    return found
+
+
+def container_cgroups(ids: set[str]) -> list[str]:
+    """cgroup directories still named after one of the containers (any controller, any
+    parent: Docker's cgroupfs driver names them by id, systemd's as docker-<id>.scope)."""
+    found = []
+    root = "/sys/fs/cgroup"
+    for dirpath, dirnames, _files in os.walk(root):
+        if dirpath.count("/") > root.count("/") + 4:
+            dirnames[:] = []
+            continue
+        for name in dirnames:
+            if any(cid in name for cid in ids):
+                found.append(os.path.join(dirpath, name))
+    return found
+
+
+def temp_files(shim: Shim) -> list[str]:
+    """`.tmp-*` files that an interrupted atomic write would leave."""
+    found = []
+    for directory in (
+        os.path.join(shim.root, "sandboxes"),
+        os.path.join(shim.cache_dir, "results"),
+    ):
+        if os.path.isdir(directory):
+            found += [
+                os.path.join(directory, f) for f in os.listdir(directory) if f.startswith(".tmp-")
+            ]
+    return found
 
 
 def owned_containers(shim: Shim) -> list[str]:
