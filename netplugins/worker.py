@@ -112,13 +112,19 @@ def _set_parent_death_signal(signo: int) -> None:
     libc.prctl(PR_SET_PDEATHSIG, signo, 0, 0, 0)
 
 
+# Idle and busy children together, at most: a hung plugin holds its child until the runtime's
+# timeout kills it, and a flood of those must not fork without bound.
+MAX_CHILDREN = 32
+
+
 class _Pool:
     """The zygote's children: idle ones wait in accept(), busy ones serve one request.
 
-    A child is replaced only once it has exited (reaped with waitpid), never while it serves:
-    a fork during a request would compete with it for the CPU, and the other idle children
-    serve meanwhile. Only when no idle child would be left is one forked at once, so a burst
-    of slow or hung requests never leaves a new connection without a child to accept it.
+    The pool grows with the load: `size` children are kept idle whatever number is busy
+    (up to MAX_CHILDREN in all), so a burst of concurrent pod starts (kubelet starts pods in
+    parallel, each running a chain of plugins) finds children waiting instead of queueing
+    behind forks or falling back to exec. Busy children exit after their one request and are
+    reaped, so the pool shrinks back by itself once the burst is over.
     """
 
     def __init__(self, listener: socket.socket, taken_w: int, close_in_child: list[int]) -> None:
@@ -129,7 +135,7 @@ class _Pool:
         self.busy: set[int] = set()
 
     def fill(self, size: int) -> None:
-        while len(self.idle) < max(1, size - len(self.busy)):
+        while len(self.idle) < max(1, min(size, MAX_CHILDREN - len(self.busy))):
             pid = os.fork()
             if pid == 0:
                 # The zygote's signal wake-up pipe is closed below: a signal must not write
