@@ -103,3 +103,5 @@ class EngineWatcher:
         if action in ("start", "die", "oom", "stop", "kill", "restart", "pause", "unpause"):
             with self._ctx.containers.locked(f"refresh:{container_id}"):
                 refresh(self._ctx, record)
+        if action == "die":
+            self._ctx.logs.notify_exited(container_id)
