@@ -11,7 +11,10 @@
   CreateContainer+StartContainer against docker create+start, relist latency and the shim's
   memory with 110 pods of 2 containers, CRI log throughput and lines lost;
 - kubelet: a real kubelet v1.34 on a private shim (`bench.bench_kubelet`): pod start p50/p99
-  of a 30-pod burst from kubelet's own metrics, the shim's CPU and RSS with 110 idle pods.
+  of a 30-pod burst from kubelet's own metrics, the shim's CPU and RSS with 110 idle pods;
+- load: Status / ListPodSandbox p50/p99 while 30 RunPodSandbox calls are stuck in flight, and
+  RunPodSandbox pods/s at --concurrency on our plugins against the reference ones
+  (`bench.bench_load`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from bench.bench_containers import ContainerBenchConfig
 from bench.bench_containers import run as run_containers
 from bench.bench_kubelet import KubeletBenchConfig
 from bench.bench_kubelet import run as run_kubelet
+from bench.bench_load import LoadBenchConfig
+from bench.bench_load import run as run_load
 from bench.bench_shim import ShimPods, ShimProcess
 from bench.floor import FloorPods, probe_oom_score_adj
 from bench.hostnet import (
@@ -79,6 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-plugins", action="store_true", help="do not run bench.bench_plugins")
     p.add_argument("--skip-containers", action="store_true", help="no container benchmarks")
     p.add_argument("--skip-kubelet", action="store_true", help="no kubelet benchmark")
+    p.add_argument("--skip-load", action="store_true", help="no status-under-load benchmark")
     p.add_argument("--container-samples", type=int, default=30, help="CreateContainer+Start")
     p.add_argument("--relist-pods", type=int, default=110, help="pods (2 containers each)")
     p.add_argument("--relists", type=int, default=200)
@@ -302,6 +308,16 @@ def kubelet_section(args: argparse.Namespace) -> dict[str, Any]:
         return {"error": f"bench.bench_kubelet.run() failed: {type(err).__name__}: {err}"}
 
 
+def load_section(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        return run_load(
+            LoadBenchConfig(concurrency=args.concurrency, log_level=args.shim_log_level)
+        )
+    except Exception as err:
+        log.error("bench.bench_load.run() failed:\n%s", traceback.format_exc())
+        return {"error": f"bench.bench_load.run() failed: {type(err).__name__}: {err}"}
+
+
 def _finite(value: Any) -> Any:
     """JSON has no NaN: a statistic without samples becomes null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -365,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         report["kubelet"] = (
             {"skipped": "--skip-kubelet given"} if args.skip_kubelet else kubelet_section(args)
         )
+        report["load"] = {"skipped": "--skip-load given"} if args.skip_load else load_section(args)
         report["metadata"]["finished_at"] = now()
         report["metadata"]["duration_s"] = round(time.monotonic() - started, 1)
         text = json.dumps(_finite(report), indent=2, allow_nan=False) + "\n"
