@@ -306,7 +306,9 @@ def test_rotations_lose_nothing(
     log_dir: pathlib.Path,
 ) -> None:
     """A small journal rotated many times while the follower reads it: every line arrives once,
-    in order, and the follower says how many rotations it followed and that it lost none."""
+    in order, and the follower says how many rotations it followed. (Its `lost_files` may
+    count a rotation that lost nothing: exactly max-file rotations between two looks cannot be
+    told from a loss, so the lines themselves are the proof here.)"""
     total = 200_000
     pad = "x" * 40
     small = LogConfig(type="json-file", config={"max-size": "2m", "max-file": "2"})
@@ -317,4 +319,4 @@ def test_rotations_lose_nothing(
     lines = run_to_end(client, followers, cid, log_dir / "0.log")
     assert [int(c.split()[0]) for _, _, c in lines] == list(range(total))
     stats = followers.stats(cid)
-    assert stats is not None and stats.rotations >= 5 and stats.lost_files == 0
+    assert stats is not None and stats.rotations >= 5
