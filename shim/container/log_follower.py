@@ -45,6 +45,7 @@ import requests
 from shim.container.log_resume import TAIL_LINES, ReplayFilter, ResumePoint, read_file_tail
 from shim.container.log_writer import CriLogWriter
 from shim.engine.docker_journal import JsonFileJournal, JsonLogDecoder
+from shim.engine.inotify import DirWatcher
 from shim.errors import FailedPreconditionError, ShimError
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ JOIN_TIMEOUT = 5.0
 # At the end of the journal: look for new output after MIN_POLL_S, doubling up to MAX_POLL_S.
 MIN_POLL_S = 0.01
 MAX_POLL_S = 0.5
+WATCHED_POLL_S = 5.0  # the same, while inotify watches the journal's directory
 # Ask Docker whether the container runs this long after output stopped, doubling up to the max.
 # Only a safety net: Docker's "die" event reaches the follower through notify_exited, so an
 # idle container costs no inspect every few seconds (220 of them would be 20 inspects a second).
@@ -116,8 +118,10 @@ class _Follower:
         self.thread: threading.Thread | None = None
         self.journal: JsonFileJournal | None = None
         self.stop = threading.Event()
-        # Set by `stop` and by `wait_complete`: look at the journal and the container now.
+        # Set by `stop`, by `wait_complete`/`notify_exited` (with `poked`: ask Docker too) and
+        # by the inotify watcher when the journal's directory changes: look now.
         self.wake = threading.Event()
+        self.poked = False
         self.complete = threading.Event()
         self.recent: deque[bytes] = deque(maxlen=TAIL_LINES)
         self.lines_written = 0
@@ -164,6 +168,7 @@ class LogFollowers:
         self._lock = threading.Lock()
         self._followers: dict[str, _Follower] = {}
         self._closed = False
+        self._dirs = DirWatcher()
 
     # ---- the RPCs' side -------------------------------------------------------------------
 
@@ -201,6 +206,7 @@ class LogFollowers:
             return True
         if follower.complete.is_set():
             return True
+        follower.poked = True
         follower.wake.set()
         return follower.complete.wait(timeout)
 
@@ -209,6 +215,7 @@ class LogFollowers:
         with self._lock:
             follower = self._followers.get(container_id)
         if follower is not None:
+            follower.poked = True
             follower.wake.set()
 
     def reopen(self, container_id: str) -> None:
@@ -243,6 +250,7 @@ class LogFollowers:
             followers = list(self._followers.values())
             self._followers.clear()
         _stop(followers)
+        self._dirs.close()
 
     def stats(self, container_id: str) -> FollowerStats | None:
         with self._lock:
@@ -347,6 +355,24 @@ class LogFollowers:
     ) -> None:
         """Journal → CRI file until the container no longer runs and every journal file was
         read to its end after Docker said so."""
+        # Woken by inotify when the journal changes, idle followers need not poll: the
+        # slow poll left is a safety net (a missed event, inotify unavailable).
+        watch = self._dirs.watch(os.path.dirname(journal.path), follower.wake)
+        max_poll = MAX_POLL_S if watch is None else WATCHED_POLL_S
+        try:
+            self._copy_loop(follower, journal, point, follow, max_poll)
+        finally:
+            if watch is not None:
+                self._dirs.unwatch(watch, follower.wake)
+
+    def _copy_loop(
+        self,
+        follower: _Follower,
+        journal: JsonFileJournal,
+        point: ResumePoint,
+        follow: bool,
+        max_poll: float,
+    ) -> None:
         cid = follower.container_id
         writer = CriLogWriter()
         replay = ReplayFilter(point)
@@ -380,9 +406,9 @@ class LogFollowers:
                 follower.complete.set()
                 return
             now = time.monotonic()
-            poked = follower.wake.is_set()
+            poked = follower.poked
             if now >= next_inspect or (poked and now >= last_inspect + POKE_MIN_S):
-                follower.wake.clear()
+                follower.poked = False
                 last_inspect = now
                 inspect_every = min(inspect_every * 2, MAX_INSPECT_S)
                 next_inspect = now + inspect_every
@@ -393,8 +419,10 @@ class LogFollowers:
             if poked:
                 follower.stop.wait(last_inspect + POKE_MIN_S - now)
             else:
+                # Cleared before the next read, so a change that comes meanwhile is not lost.
                 follower.wake.wait(min(poll, next_inspect - now))
-                poll = min(poll * 2, MAX_POLL_S)
+                follower.wake.clear()
+                poll = min(poll * 2, max_poll)
 
     def _still_running(self, container_id: str) -> bool:
         try:
