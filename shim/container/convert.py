@@ -39,6 +39,17 @@ def image_spec(record: ContainerRecord) -> api_pb2.ImageSpec:
 
 
 def to_container(ctx: ShimContext, record: ContainerRecord) -> api_pb2.Container:
+    state = reported_state(ctx, record)
+    cached = record.cri_view
+    if isinstance(cached, api_pb2.Container) and cached.state == state:
+        return cached
+    record.cri_view = view = _build_container(record, state)
+    return view
+
+
+def _build_container(
+    record: ContainerRecord, state: api_pb2.ContainerState.ValueType
+) -> api_pb2.Container:
     spec = record.spec
     return api_pb2.Container(
         id=record.id,
@@ -47,7 +58,7 @@ def to_container(ctx: ShimContext, record: ContainerRecord) -> api_pb2.Container
         image=image_spec(record),
         image_ref=spec.image_id,
         image_id=spec.image_id,
-        state=reported_state(ctx, record),
+        state=state,
         created_at=spec.created_at,
         labels=spec.labels,
         annotations=spec.annotations,

@@ -70,6 +70,9 @@ class ContainerRecord:
     exit_code: int = 0
     reason: str = ""
     message: str = ""
+    # The CRI Container message last built for this record (ListContainers, every second from
+    # kubelet): rebuilt only when the reported state changes, the rest being fixed at create.
+    cri_view: Any = field(default=None, compare=False, repr=False)
 
     @property
     def sandbox_id(self) -> str:
