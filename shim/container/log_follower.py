@@ -58,9 +58,10 @@ MAX_POLL_S = 0.5
 WATCHED_POLL_S = 5.0  # the same, while inotify watches the journal's directory
 # Ask Docker whether the container runs this long after output stopped, doubling up to the max.
 # Only a safety net: Docker's "die" event reaches the follower through notify_exited, so an
-# idle container costs no inspect every few seconds (220 of them would be 20 inspects a second).
+# idle container costs no inspect every few seconds (220 of them would be 20 inspects a second):
+# one look every five minutes is the safety net for a missed event.
 MIN_INSPECT_S = 0.5
-MAX_INSPECT_S = 60.0
+MAX_INSPECT_S = 300.0
 # `wait_complete` asks for a look now; not more often than this.
 POKE_MIN_S = 0.02
 
