@@ -101,6 +101,14 @@ def parse_general(text: bytes) -> int:
     return second * NANOS + nanos
 
 
+def rfc3339_ns(stamp: str) -> int:
+    """Nanoseconds since the epoch of a timestamp in Docker's inspect output; 0 for an empty
+    one and for Go's zero time (`0001-01-01T00:00:00Z`: "never", e.g. not finished yet)."""
+    if not stamp or stamp.startswith("0001-"):
+        return 0
+    return parse_general(stamp.encode())
+
+
 def since_param(timestamp_ns: int) -> str:
     """Docker's `since=` query value with nanosecond precision (`<seconds>.<nanoseconds>`)."""
     second, fraction = divmod(timestamp_ns, NANOS)

@@ -9,12 +9,10 @@ failed to start: EXITED, `ContainerCannotRun`, its times set to its creation; el
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from shim.store.container_record import ContainerState
-
-_ZERO_TIME = "0001-01-01T00:00:00Z"
+from shim.timestamps import rfc3339_ns
 
 
 @dataclass(frozen=True)
@@ -50,19 +48,3 @@ def run_state(inspect: dict[str, Any], created_at: int) -> RunState:
             message,
         )  # fmt: skip
     return RunState(ContainerState.CREATED, 0, 0, 0, 0, "", message)
-
-
-def rfc3339_ns(stamp: str) -> int:
-    """Nanoseconds since the epoch of Docker's RFC 3339 timestamps (nanosecond fractions,
-    which datetime cannot hold, are split off); 0 for Docker's zero time or an empty one."""
-    if not stamp or stamp == _ZERO_TIME or stamp.startswith("0001-"):
-        return 0
-    main, _, frac = stamp.rstrip("Z").partition(".")
-    offset = "+00:00"
-    for sign in ("+", "-"):
-        if sign in frac:
-            frac, tz = frac.split(sign, 1)
-            offset = sign + tz
-    seconds = int(datetime.fromisoformat(main + offset).timestamp())
-    nanos = int((frac + "000000000")[:9]) if frac else 0
-    return seconds * 1_000_000_000 + nanos

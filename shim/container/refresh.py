@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
-from shim.container.docker_state import rfc3339_ns, run_state
+from shim.container.docker_state import run_state
 from shim.context import ShimContext
 from shim.engine import labels as L
-from shim.store.container_record import ContainerRecord, ContainerSpec, ContainerState
+from shim.store.container_record import ContainerRecord, ContainerSpec
+from shim.timestamps import rfc3339_ns
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +51,7 @@ def record_from_inspect(data: dict[str, Any]) -> ContainerRecord | None:
         log.error("container %s: unreadable %s label: %s", data.get("Id"), L.SPEC, err)
         return None
     if not spec.created_at:
-        spec = ContainerSpec(**{**spec.__dict__, "created_at": rfc3339_ns(data.get("Created", ""))})
+        spec = dataclasses.replace(spec, created_at=rfc3339_ns(data.get("Created", "")))
     record = ContainerRecord(id=str(data["Id"]), spec=spec)
     apply_inspect(record, data)
     return record
-
-
-def is_running(record: ContainerRecord) -> bool:
-    return record.state is ContainerState.RUNNING

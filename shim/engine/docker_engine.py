@@ -4,7 +4,6 @@ client: one HTTP call per step, nothing fetched that the step does not need)."""
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 import docker
@@ -14,6 +13,7 @@ import requests
 from shim.engine import labels as L
 from shim.engine.protocol import ImageInfo, InfraSpec, InfraState
 from shim.errors import ImageNotPresentError, InfraRuntimeError, NameConflictError, NotFoundError
+from shim.timestamps import rfc3339_ns
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class DockerInfraRuntime:
             pid=int(state.get("Pid") or 0),
             started_at=str(state.get("StartedAt", "")),
             labels=dict(data["Config"].get("Labels") or {}),
-            created_at_ns=_rfc3339_ns(data["Created"]),
+            created_at_ns=rfc3339_ns(data["Created"]),
         )
 
     def stop(self, container_id: str, timeout: int) -> None:
@@ -307,11 +307,3 @@ def _split_image(image: str) -> tuple[str, str | None]:
 def _reason(err: Exception) -> str:
     explanation = getattr(err, "explanation", None)
     return str(explanation or err)
-
-
-def _rfc3339_ns(stamp: str) -> int:
-    """Docker's timestamps carry nanoseconds, which datetime cannot hold: split them off."""
-    main, _, frac = stamp.rstrip("Z").partition(".")
-    seconds = int(datetime.fromisoformat(main + "+00:00").timestamp())
-    nanos = int((frac + "000000000")[:9]) if frac else 0
-    return seconds * 1_000_000_000 + nanos

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from shim.container.docker_state import rfc3339_ns, run_state
+from shim.container.docker_state import run_state
 from shim.store.container_record import ContainerState
+from shim.timestamps import rfc3339_ns
 
 STARTED = "2026-12-01T10:00:00.123456789Z"
 FINISHED = "2026-12-01T10:00:05.5Z"
