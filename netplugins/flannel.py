@@ -19,10 +19,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from cnilib.atomic import write_atomic
+from cnilib.atomic import is_temp_file, sweep_temp_files, write_atomic
 from netplugins import delegation, errors, skel
 from netplugins.result import normalize
-from netplugins.statefiles import is_temp_file, state_path, sweep_temp_files
+from netplugins.statefiles import state_path
 
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 DEFAULT_DATA_DIR = "/var/lib/cni/flannel"

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from cnilib.atomic import sweep_temp_files
 from netplugins import errors, skel
 from netplugins.ipam_store import Reservation, Store
-from netplugins.statefiles import sweep_temp_files
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 

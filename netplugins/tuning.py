@@ -17,10 +17,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnilib.atomic import write_atomic
+from cnilib.atomic import is_temp_file, sweep_temp_files, write_atomic
 from netplugins import errors, nsenter, skel
 from netplugins.result import normalize
-from netplugins.statefiles import is_temp_file, state_path, sweep_temp_files
+from netplugins.statefiles import state_path
 
 DEFAULT_DATA_DIR = "/run/cni/tuning"
 # Beside the reference-format state files: which network each one belongs to (for GC; the

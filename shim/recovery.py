@@ -8,6 +8,7 @@ import base64
 import logging
 import os
 
+from cnilib.atomic import sweep_temp_files
 from cri_api import api_pb2
 from shim.container.refresh import record_from_inspect
 from shim.context import ShimContext
@@ -16,7 +17,6 @@ from shim.engine.protocol import InfraState
 from shim.sandbox.netns_pin import unpin
 from shim.store.container_record import ContainerState
 from shim.store.sandbox_record import NetworkPhase, SandboxRecord
-from shim.store.sweep import sweep_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,9 @@ def recover(ctx: ShimContext) -> None:
         os.path.join(ctx.config.root_directory, "sandboxes"),
         os.path.join(ctx.config.cni_cache_dir, "results"),
     ):
-        sweep_temp_files(directory)
+        removed = sweep_temp_files(directory)
+        if removed:
+            log.info("removed %d stale temporary files in %s", len(removed), directory)
     recover_containers(ctx)
 
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from cnilib.atomic import is_temp_file
 from netplugins import errors, flannel, host_local, skel, tuning
 from netplugins.ipam_store import Store
-from netplugins.statefiles import is_temp_file, state_path
+from netplugins.statefiles import state_path
 
 ESCAPES = ["../escape", "..", ".", "", "a/../../escape", "/abs/escape"]
 
