@@ -28,7 +28,7 @@ class ExecSyncContext(Protocol):
     def containers(self) -> ContainerStore: ...
 
     @property
-    def infra(self) -> object: ...
+    def infra(self) -> DockerClientOwner: ...
 
 
 def exec_sync(
@@ -49,11 +49,8 @@ def exec_sync(
         raise FailedPreconditionError(
             f"container {record.id} is not running (state {record.state.value})"
         )
-    infra = ctx.infra
-    if not isinstance(infra, DockerClientOwner):
-        raise FailedPreconditionError("the infra runtime offers no Docker client for exec")
     cmd = list(request.cmd)
-    outcome = run_exec(infra.client, record.id, cmd, request.timeout or None, deadline)
+    outcome = run_exec(ctx.infra.client, record.id, cmd, request.timeout or None, deadline)
     if outcome.timed_out:
         # The request's timeout, or the gRPC deadline if that came first.
         waited = min(request.timeout, outcome.elapsed) if request.timeout else outcome.elapsed

@@ -23,7 +23,7 @@ import select
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import docker
 import docker.errors
@@ -40,9 +40,8 @@ READ_SIZE = 64 * 1024
 SETTLE_TIMEOUT = 2.0
 
 
-@runtime_checkable
 class DockerClientOwner(Protocol):
-    """An infra runtime that can lend its low-level Docker client (DockerInfraRuntime)."""
+    """What exec needs of the infra runtime: its low-level Docker client."""
 
     @property
     def client(self) -> docker.APIClient: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ CID = "a1" * 32
 @dataclass
 class FakeCtx:
     containers: ContainerStore = field(default_factory=ContainerStore)
-    infra: object = None  # never reached: every case fails before the exec
+    infra: Any = None  # never reached: every case fails before the exec
 
 
 def _ctx(state: ContainerState) -> FakeCtx:
