@@ -6,7 +6,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cnilib.atomic import write_atomic
 from shim.config import ShimConfig
@@ -15,6 +15,9 @@ from shim.sandbox.network import PodNetwork
 from shim.store.container_store import ContainerStore
 from shim.store.liveness import InfraLiveness
 from shim.store.sandbox_store import SandboxStore
+
+if TYPE_CHECKING:
+    from shim.stats_cache import StatsCache
 
 
 @dataclass
@@ -67,6 +70,8 @@ class ShimContext:
     recovered: threading.Event = field(default_factory=threading.Event)
     # Set once start-up CNI garbage collection is over: no new pod gets a network before it.
     collected: threading.Event = field(default_factory=threading.Event)
+    # What the stats RPCs keep between calls (shim.stats_cache.cache_of), made on first use.
+    stats_cache: StatsCache | None = None
     containers: ContainerStore = field(default_factory=ContainerStore)
 
     @property

@@ -2,8 +2,8 @@
 container and pod (a rate needs two samples), writable layer sizes, infra pids, and the
 cgroup reader with its parsed mount table.
 
-It lives beside the context rather than in it so that the stats modules stay self-contained;
-`cache_of(ctx)` makes it on first use and it goes away with the context.
+The context holds it (`ShimContext.stats_cache`); `cache_of(ctx)` makes it on first use, so
+nothing is built at start-up for a node that is never asked for stats.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -132,29 +131,18 @@ class StatsCache:
         return cls(CgroupReader(), WritableLayerCache(lookup))
 
 
-_caches: dict[int, StatsCache] = {}
-_caches_guard = threading.Lock()
+_guard = threading.Lock()
 
 
 def cache_of(ctx: ShimContext) -> StatsCache:
-    """The context's cache, made on first use. Keyed by identity (the context is a mutable
-    dataclass, so not hashable) and dropped when the context is collected."""
-    with _caches_guard:
-        cache = _caches.get(id(ctx))
-        if cache is None:
-            cache = StatsCache.for_context(ctx)
-            _install(ctx, cache)
-    return cache
+    """The context's cache, made on first use."""
+    with _guard:
+        if ctx.stats_cache is None:
+            ctx.stats_cache = StatsCache.for_context(ctx)
+        return ctx.stats_cache
 
 
 def install_cache(ctx: ShimContext, cache: StatsCache) -> None:
     """Give a context a prepared cache (tests: a recorded cgroup tree, a fake layer lookup)."""
-    with _caches_guard:
-        _install(ctx, cache)
-
-
-def _install(ctx: ShimContext, cache: StatsCache) -> None:
-    key = id(ctx)
-    if key not in _caches:
-        weakref.finalize(ctx, _caches.pop, key, None)
-    _caches[key] = cache
+    with _guard:
+        ctx.stats_cache = cache
