@@ -24,6 +24,7 @@ from shim.container.stats import container_stats, list_container_stats
 from shim.context import ShimContext
 from shim.engine.docker_engine import DockerInfraRuntime
 from shim.sandbox.stats import list_pod_sandbox_stats, parse_net_dev
+from shim.stats_cache import StatsCache
 from shim.store.container_record import ContainerRecord, ContainerSpec, ContainerState
 from shim.store.container_store import ContainerStore
 from shim.store.sandbox_record import SandboxRecord, SandboxState
@@ -76,6 +77,7 @@ class FakeContext:
     store: SandboxStore
     infra: DockerInfraRuntime
     containers: ContainerStore
+    stats_cache: StatsCache | None = None
 
 
 @pytest.fixture
