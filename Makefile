@@ -47,7 +47,7 @@ unit: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy shim cnilib netplugins bench tests
+	$(VENV)/bin/mypy shim cnilib netplugins overlay bench tests
 
 # stdout carries nothing but the benchmark's JSON document: set-up output goes to stderr.
 bench:

@@ -3,7 +3,7 @@
 # Docker engine. Idempotent: installs only what is missing, starts dockerd only when it is down.
 set -euo pipefail
 
-packages=(docker.io containernetworking-plugins iproute2 iptables gcc libc6-dev)
+packages=(docker.io containernetworking-plugins iproute2 iptables gcc libc6-dev etcd-server tmux)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

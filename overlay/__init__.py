@@ -1,0 +1,1 @@
+"""pyflanneld: the node network daemon (flanneld's job) for the cross-node half of the pod network."""
