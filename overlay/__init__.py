@@ -1,1 +1,1 @@
-"""pyflanneld: the node network daemon (flanneld's job) for the cross-node half of the pod network."""
+"""pyflanneld: the node network daemon that does flanneld's job for the cross-node pod network."""
