@@ -25,7 +25,14 @@ def _imports(package: str) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    ("package", "forbidden"), [("shim", "pyroute2"), ("netplugins", "shim"), ("cnilib", "shim")]
+    ("package", "forbidden"),
+    [
+        ("shim", "pyroute2"),
+        ("netplugins", "shim"),
+        ("cnilib", "shim"),
+        ("shim", "overlay"),
+        ("overlay", "shim"),
+    ],
 )
 def test_no_forbidden_import_in_source(package: str, forbidden: str) -> None:
     bad = {n for n in _imports(package) if n == forbidden or n.startswith(forbidden + ".")}
