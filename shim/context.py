@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 from cnilib.atomic import write_atomic
 from shim.config import ShimConfig
 from shim.engine.protocol import InfraRuntime
+from shim.engine_health import EngineHealth
 from shim.sandbox.network import PodNetwork
 from shim.store.container_store import ContainerStore
 from shim.store.liveness import InfraLiveness
@@ -73,6 +74,11 @@ class ShimContext:
     # What the stats RPCs keep between calls (shim.stats_cache.cache_of), made on first use.
     stats_cache: StatsCache | None = None
     containers: ContainerStore = field(default_factory=ContainerStore)
+    # Docker's health as Status reports it; main starts its pinger (shim.engine_health).
+    engine_health: EngineHealth = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engine_health = EngineHealth(self.infra.ping)
 
     @property
     def owner(self) -> str:

@@ -145,6 +145,7 @@ def serve_context(ctx: ShimContext) -> int:
     startup = StartUp(ctx, EngineWatcher(ctx, docker_events(ctx)))
     server = build_server(ctx)
     own_socket = socket_identity(config.socket_path)
+    ctx.engine_health.start()
     startup.start()
     done = threading.Event()
 
@@ -157,6 +158,7 @@ def serve_context(ctx: ShimContext) -> int:
     done.wait()
     server.stop(grace=5).wait()
     startup.close()
+    ctx.engine_health.close()
     with contextlib.suppress(FileNotFoundError):
         remove_own_socket(config.socket_path, own_socket)
     return 0

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from cri_api import api_pb2
 from shim import __version__
 from shim.context import ShimContext
-from shim.errors import InvalidArgumentError, ShimError
+from shim.errors import InvalidArgumentError
 from shim.sandbox.cni_translate import split_pod_cidrs
 
 log = logging.getLogger(__name__)
@@ -33,12 +33,11 @@ def version() -> api_pb2.VersionResponse:
 
 def status(ctx: ShimContext, verbose: bool) -> api_pb2.StatusResponse:
     runtime = api_pb2.RuntimeCondition(type="RuntimeReady", status=True)
-    try:
-        ctx.infra.ping()
-    except ShimError as err:
+    engine_error = ctx.engine_health.error()
+    if engine_error is not None:
         runtime.status = False
         runtime.reason = "DockerDaemonNotReady"
-        runtime.message = str(err)
+        runtime.message = engine_error
     else:
         if not ctx.recovered.is_set():
             runtime.status = False
