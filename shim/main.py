@@ -18,6 +18,7 @@ from shim.engine import labels as L
 from shim.engine.docker_engine import DockerInfraRuntime
 from shim.engine_watch import EngineWatcher, EventStream
 from shim.leftover_plugins import kill_leftovers, mark_environment
+from shim.logformat import configure_logging
 from shim.oom import infra_oom_score_adj
 from shim.sandbox.network import PodNetwork
 from shim.server import build_server
@@ -95,11 +96,7 @@ def docker_events(ctx: ShimContext) -> Callable[[float], EventStream]:
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(config.log_level, config.log_format)
     executor = plugin_executor(config)
     try:
         return serve(config, executor)
