@@ -23,6 +23,7 @@ from shim.errors import (
     NameConflictError,
     NotFoundError,
 )
+from shim.logformat import log_fields
 from shim.sandbox.validation import check_carriable_name, check_metadata_size
 from shim.store.container_record import ContainerRecord, ContainerSpec
 from shim.store.sandbox_record import SandboxRecord, SandboxState
@@ -92,6 +93,7 @@ def create_container(ctx: ShimContext, request: api_pb2.CreateContainerRequest) 
         spec.name,
         sandbox.id,
         image.id,
+        extra=log_fields(sandbox_id=sandbox.id, container_id=container_id),
     )
     return container_id
 

@@ -8,6 +8,7 @@ import logging
 from shim.container.refresh import refresh
 from shim.context import ShimContext
 from shim.errors import FailedPreconditionError, InfraRuntimeError, NotFoundError
+from shim.logformat import log_fields
 from shim.store.container_record import ContainerState
 
 log = logging.getLogger(__name__)
@@ -36,4 +37,9 @@ def start_container(ctx: ShimContext, container_id: str) -> None:
             if spec.log_path:
                 ctx.logs.follow(record.id, spec.log_path, spec.tty)
         refresh(ctx, record)
-    log.info("container %s: started (pid %d)", record.id, record.pid)
+    log.info(
+        "container %s: started (pid %d)",
+        record.id,
+        record.pid,
+        extra=log_fields(sandbox_id=record.sandbox_id, container_id=record.id),
+    )

@@ -8,6 +8,7 @@ import logging
 
 from shim.container.refresh import refresh
 from shim.context import ShimContext
+from shim.logformat import log_fields
 from shim.store.container_record import ContainerRecord, ContainerState
 
 log = logging.getLogger(__name__)
@@ -39,5 +40,9 @@ def stop_locked(ctx: ShimContext, record: ContainerRecord, timeout: int) -> None
             LOG_DRAIN_TIMEOUT_S,
         )
     log.info(
-        "container %s: stopped (%s, exit code %d)", record.id, record.state.value, record.exit_code
+        "container %s: stopped (%s, exit code %d)",
+        record.id,
+        record.state.value,
+        record.exit_code,
+        extra=log_fields(sandbox_id=record.sandbox_id, container_id=record.id),
     )

@@ -22,6 +22,7 @@ from shim.errors import (
     ShimError,
     UnavailableError,
 )
+from shim.logformat import log_fields
 from shim.sandbox.cni_translate import capability_args, cni_args, resolv_conf
 from shim.sandbox.netns_pin import pin, same_namespace, unpin
 from shim.sandbox.validation import validate_sandbox_config
@@ -85,7 +86,14 @@ def run_pod_sandbox(
                     raise
                 raise ShimError(f"failed to run pod sandbox {key}: {err}") from err
             undo.commit()
-    log.info("sandbox %s: ready (%s/%s) ips=%s", sandbox_id, meta.namespace, meta.name, record.ips)
+    log.info(
+        "sandbox %s: ready (%s/%s) ips=%s",
+        sandbox_id,
+        meta.namespace,
+        meta.name,
+        record.ips,
+        extra=log_fields(sandbox_id=sandbox_id),
+    )
     return sandbox_id
 
 

@@ -10,6 +10,7 @@ import logging
 
 from shim.container.stop import stop_locked as stop_container_locked
 from shim.context import ShimContext
+from shim.logformat import log_fields
 from shim.sandbox.netns_pin import unpin
 from shim.store.sandbox_record import NetworkPhase, SandboxRecord, SandboxState
 
@@ -52,4 +53,4 @@ def stop_locked(ctx: ShimContext, record: SandboxRecord) -> None:
     if record.state is not SandboxState.NOTREADY:
         record.state = SandboxState.NOTREADY
         ctx.store.save(record)
-    log.info("sandbox %s: stopped", record.id)
+    log.info("sandbox %s: stopped", record.id, extra=log_fields(sandbox_id=record.id))
