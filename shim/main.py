@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -28,6 +29,13 @@ from shim.single_instance import (
     remove_own_socket,
     socket_answers,
     socket_identity,
+)
+from shim.socket_activation import (
+    PRIVATE_SOCKET_NAME,
+    SocketActivationError,
+    SocketRelay,
+    select_listener,
+    take_listen_fds,
 )
 from shim.startup import StartUp
 from shim.store.sandbox_store import SandboxStore
@@ -97,20 +105,29 @@ def docker_events(ctx: ShimContext) -> Callable[[float], EventStream]:
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     configure_logging(config.log_level, config.log_format)
+    try:
+        # First, before any child is started: the fds become close-on-exec, LISTEN_* unset.
+        listener = select_listener(take_listen_fds(), config.socket_path)
+    except SocketActivationError as err:
+        log.error("cri-shim cannot start: %s", err)
+        return 1
     executor = plugin_executor(config)
     try:
-        return serve(config, executor)
+        return serve(config, executor, listener)
     finally:
         if executor is not None:
             executor.stop()
 
 
-def serve(config: ShimConfig, executor: WarmExecutor | None) -> int:
+def serve(
+    config: ShimConfig, executor: WarmExecutor | None, listener: socket.socket | None = None
+) -> int:
     os.makedirs(config.root_directory, mode=0o700, exist_ok=True)
     lock = RootLock(config.root_directory)
     try:
         lock.acquire()
-        if socket_answers(config.socket_path):
+        # An inherited socket answers by design: systemd holds it for us.
+        if listener is None and socket_answers(config.socket_path):
             raise AlreadyRunningError(
                 f"something already serves on {config.socket_path}: refusing to take it over"
             )
@@ -122,26 +139,36 @@ def serve(config: ShimConfig, executor: WarmExecutor | None) -> int:
         # Before anything of ours runs a plugin: what a dead predecessor left running goes.
         kill_leftovers(config.root_directory)
         mark_environment(config.root_directory)
-        return serve_locked(config, executor)
+        return serve_locked(config, executor, listener)
     finally:
         lock.release()
 
 
-def serve_locked(config: ShimConfig, executor: WarmExecutor | None) -> int:
+def serve_locked(
+    config: ShimConfig, executor: WarmExecutor | None, listener: socket.socket | None = None
+) -> int:
     if executor is not None:
         prestart(executor)
     ctx = build_context(config, executor)
     try:
-        return serve_context(ctx)
+        return serve_context(ctx, listener)
     finally:
         ctx.logs.close()
 
 
-def serve_context(ctx: ShimContext) -> int:
+def serve_context(ctx: ShimContext, listener: socket.socket | None = None) -> int:
     config = ctx.config
     startup = StartUp(ctx, EngineWatcher(ctx, docker_events(ctx)))
-    server = build_server(ctx)
-    own_socket = socket_identity(config.socket_path)
+    # Under socket activation gRPC listens privately and a relay serves the inherited socket
+    # (shim.socket_activation says why), which is never removed: systemd owns it.
+    served_path = config.socket_path
+    if listener is not None:
+        served_path = os.path.join(config.root_directory, PRIVATE_SOCKET_NAME)
+    server = build_server(ctx, served_path)
+    own_socket = socket_identity(served_path)
+    relay = SocketRelay(listener, served_path) if listener is not None else None
+    if relay is not None:
+        relay.start()
     ctx.engine_health.start()
     startup.start()
     done = threading.Event()
@@ -153,11 +180,15 @@ def serve_context(ctx: ShimContext) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     done.wait()
+    if relay is not None:
+        relay.stop_accepting()  # new callers wait in the backlog for the next cri-shim
     server.stop(grace=5).wait()
+    if relay is not None:
+        relay.close()
     startup.close()
     ctx.engine_health.close()
     with contextlib.suppress(FileNotFoundError):
-        remove_own_socket(config.socket_path, own_socket)
+        remove_own_socket(served_path, own_socket)
     return 0
 
 

@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = 96
 
 
-def build_server(ctx: ShimContext) -> grpc.Server:
+def build_server(ctx: ShimContext, socket_path: str | None = None) -> grpc.Server:
+    """The CRI server, listening on `socket_path` (the endpoint's, unless socket activation
+    relays the endpoint to a private socket)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="rpc")
     )
@@ -48,7 +50,7 @@ def build_server(ctx: ShimContext) -> grpc.Server:
         ],
         server,
     )
-    socket_path = ctx.config.socket_path
+    socket_path = socket_path or ctx.config.socket_path
     os.makedirs(os.path.dirname(socket_path) or ".", exist_ok=True)
     if os.path.exists(socket_path):
         os.unlink(socket_path)  # a socket left by a killed shim would make the bind fail
