@@ -1,0 +1,1 @@
+"""Tests of pyflanneld (`overlay/`) against a real etcd and real network namespaces."""
