@@ -3,7 +3,8 @@
 # Docker engine. Idempotent: installs only what is missing, starts dockerd only when it is down.
 set -euo pipefail
 
-packages=(docker.io containernetworking-plugins iproute2 iptables gcc libc6-dev etcd-server tmux)
+# systemd: only its systemd-analyze, which verifies packaging/systemd (nothing runs under it here).
+packages=(docker.io containernetworking-plugins iproute2 iptables gcc libc6-dev etcd-server tmux systemd)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
