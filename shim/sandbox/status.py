@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from cri_api import api_pb2
+from shim.container.status import container_status
 from shim.context import ShimContext
 from shim.errors import NotFoundError
 from shim.sandbox.convert import sandbox_metadata, sandbox_state
@@ -17,12 +18,28 @@ from shim.store.sandbox_record import SandboxRecord
 def pod_sandbox_status(
     ctx: ShimContext, sandbox_id: str, verbose: bool
 ) -> api_pb2.PodSandboxStatusResponse:
+    # Stamped before anything is read: kubelet's Evented PLEG keeps this answer only if it is
+    # newer than what an event told it, so the stamp must not postdate the data.
+    timestamp = time.time_ns()
     full_id = ctx.store.resolve(sandbox_id)  # NOT_FOUND for an absent sandbox: kubelet checks
     record = ctx.store.get(full_id)
     if record is None:  # removed between the two look-ups
         raise NotFoundError(f"pod sandbox {sandbox_id!r} not found")
     infra = ctx.infra.inspect(full_id)
     running = infra is not None and infra.running
+    response = api_pb2.PodSandboxStatusResponse(
+        status=sandbox_status_message(record, running),
+        timestamp=timestamp,
+        # kubelet with EventedPLEG takes the pod's containers from here, not from
+        # ContainerStatus calls of its own (kuberuntime's GetPodStatus).
+        containers_statuses=containers_statuses(ctx, record.id),
+    )
+    if verbose:
+        response.info["info"] = json.dumps(_verbose_info(record, infra is not None, running))
+    return response
+
+
+def sandbox_status_message(record: SandboxRecord, running: bool) -> api_pb2.PodSandboxStatus:
     status = api_pb2.PodSandboxStatus(
         id=record.id,
         metadata=sandbox_metadata(record),
@@ -42,10 +59,18 @@ def pod_sandbox_status(
     options.network = api_pb2.NODE if record.host_network else api_pb2.POD
     options.pid = api_pb2.NODE if ns_config.pid == api_pb2.NODE else api_pb2.CONTAINER
     options.ipc = api_pb2.NODE if ns_config.ipc == api_pb2.NODE else api_pb2.POD
-    response = api_pb2.PodSandboxStatusResponse(status=status, timestamp=time.time_ns())
-    if verbose:
-        response.info["info"] = json.dumps(_verbose_info(record, infra is not None, running))
-    return response
+    return status
+
+
+def containers_statuses(ctx: ShimContext, sandbox_id: str) -> list[api_pb2.ContainerStatus]:
+    statuses = []
+    for container in ctx.containers.of_sandbox(sandbox_id):
+        request = api_pb2.ContainerStatusRequest(container_id=container.id)
+        try:
+            statuses.append(container_status(ctx, request).status)
+        except NotFoundError:  # removed meanwhile
+            continue
+    return statuses
 
 
 def _verbose_info(record: SandboxRecord, exists: bool, running: bool) -> dict[str, Any]:
@@ -62,4 +87,6 @@ def _verbose_info(record: SandboxRecord, exists: bool, running: bool) -> dict[st
         "cniArgs": dict(network.cni_args) if network else None,
         "cniCapabilityArgs": network.capability_args if network else None,
         "cniResult": network.result if network else None,
+        # Where RunPodSandbox spent its time, step by step (shim.sandbox.step_timer).
+        "startupSteps": list(record.startup_steps),
     }

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import pytest
 
+from cri_api import api_pb2
 from tests.e2e.conftest import Pods
 from tests.e2e.harness import POD_NAMESPACE, Shim, pod_config
 
@@ -43,3 +45,19 @@ def test_infra_container_shape(shim: Shim, pods: Pods) -> None:
     assert inspect["HostConfig"]["OomScoreAdj"] == expected
     warnings = [line for line in shim.log().splitlines() if "oom_score_adj" in line]
     assert len(warnings) == (0 if expected == -998 else 1)
+
+
+def test_status_sees_an_infra_container_killed_behind_its_back(shim: Shim, pods: Pods) -> None:
+    """PodSandboxStatus answers from the watcher's view of Docker, not from an inspect per
+    call: an infra container killed outside cri-shim must still turn the sandbox NOTREADY,
+    in the plain and the verbose answer alike."""
+    sid = pods.add(shim.run_pod(pod_config()))
+    assert shim.status(sid).status.state == api_pb2.SANDBOX_READY
+    subprocess.run(["/usr/bin/docker", "kill", sid], capture_output=True, check=True)
+    deadline = time.monotonic() + 10
+    while shim.status(sid).status.state != api_pb2.SANDBOX_NOTREADY:
+        assert time.monotonic() < deadline, "PodSandboxStatus still READY after the kill"
+        time.sleep(0.05)
+    verbose = shim.status(sid, verbose=True)
+    assert verbose.status.state == api_pb2.SANDBOX_NOTREADY
+    assert json.loads(verbose.info["info"])["infraContainer"] == {"exists": True, "running": False}
