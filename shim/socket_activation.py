@@ -46,25 +46,25 @@ class SocketActivationError(RuntimeError):
     pass
 
 
-@dataclass
+@dataclass(frozen=True)
 class InheritedSocket:
     fd: int
     name: str
     sock: socket.socket | None  # None when the fd is not a socket (the manager passed a file)
-
-    @property
-    def unix_path(self) -> str | None:
-        """The path a listening AF_UNIX stream socket is bound to, else None."""
-        s = self.sock
-        if s is None or s.family != socket.AF_UNIX or s.type != socket.SOCK_STREAM:
-            return None
-        address = s.getsockname()
-        if not isinstance(address, str) or not address:
-            return None  # unnamed or abstract (bytes starting with NUL)
-        return address
+    # The path a listening AF_UNIX stream socket is bound to, else None.
+    unix_path: str | None
 
     def describe(self) -> str:
         return f"fd {self.fd} ({self.name or 'unnamed'}: {self.unix_path or 'not a unix path'})"
+
+
+def _unix_path(sock: socket.socket | None) -> str | None:
+    if sock is None or sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        return None
+    address = sock.getsockname()
+    if not isinstance(address, str) or not address:
+        return None  # unnamed, or abstract (bytes starting with NUL)
+    return address
 
 
 def take_listen_fds(
@@ -103,7 +103,8 @@ def take_listen_fds(
             sock: socket.socket | None = socket.socket(fileno=fd)
         except OSError:
             sock = None
-        inherited.append(InheritedSocket(fd, names[index] if names else "", sock))
+        name = names[index] if names else ""
+        inherited.append(InheritedSocket(fd, name, sock, _unix_path(sock)))
     return inherited
 
 
@@ -119,11 +120,11 @@ def select_listener(inherited: list[InheritedSocket], socket_path: str) -> socke
         path = item.unix_path
         if chosen is None and path is not None and os.path.realpath(path) == wanted:
             chosen = item
+    passed = ", ".join(item.describe() for item in inherited)
     for item in inherited:
         if item is not chosen:
             _close(item)
     if chosen is None or chosen.sock is None:
-        passed = ", ".join(item.describe() for item in inherited)
         raise SocketActivationError(
             f"socket activation passed {passed}, none a unix stream socket bound to"
             f" {socket_path}: --container-runtime-endpoint must name the socket unit's path"
