@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from shim import __version__
 from shim.config_file import ConfigFileError, load_config_file
 from shim.logformat import LOG_FORMATS
+from shim.metrics.address import split_address
 
 DEFAULT_ENDPOINT = "unix:///run/cri-shim.sock"
 
@@ -27,6 +28,10 @@ class ShimConfig:
     cni_plugin_timeout: float = 60.0
     # Run our own plugins (netplugins) in a warm pre-forked worker instead of exec'ing them cold.
     cni_warm_plugins: bool = True
+    # host:port of the Prometheus /metrics endpoint; empty: not served.
+    metrics_address: str = ""
+    # Events a GetContainerEvents subscriber may be behind before it is disconnected.
+    container_events_buffer: int = 256
 
     @property
     def socket_path(self) -> str:
@@ -49,6 +54,9 @@ class ShimConfig:
         ]  # fmt: skip
         if not self.cni_warm_plugins:
             args.append("--no-cni-warm-plugins")
+        if self.metrics_address:
+            args += ["--metrics-address", self.metrics_address]
+        args += ["--container-events-buffer", str(self.container_events_buffer)]
         return args
 
 
@@ -145,6 +153,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="exec our own CNI plugins cold instead of through the warm worker"
         " (default: the warm worker runs them)",
     )
+    parser.add_argument(
+        "--metrics-address",
+        default=defaults.metrics_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics on http://HOST:PORT/metrics, e.g. 127.0.0.1:9099"
+        " (default: not served)",
+    )
+    parser.add_argument(
+        "--container-events-buffer",
+        type=int,
+        default=defaults.container_events_buffer,
+        help="events a GetContainerEvents subscriber may fall behind before it is disconnected",
+    )
     return parser
 
 
@@ -167,6 +188,13 @@ def parse_args(argv: list[str] | None = None) -> ShimConfig:
     bin_dirs = tuple(d for d in ns.cni_bin_dir.split(",") if d)
     if not bin_dirs:
         parser.error("--cni-bin-dir names no directory")
+    if ns.metrics_address:
+        try:
+            split_address(ns.metrics_address)
+        except ValueError as err:
+            parser.error(str(err))
+    if ns.container_events_buffer < 1:
+        parser.error("--container-events-buffer must be at least 1")
     return ShimConfig(
         endpoint=ns.container_runtime_endpoint,
         docker_endpoint=ns.docker_endpoint,
@@ -179,4 +207,6 @@ def parse_args(argv: list[str] | None = None) -> ShimConfig:
         log_format=ns.log_format,
         cni_plugin_timeout=ns.cni_plugin_timeout,
         cni_warm_plugins=ns.cni_warm_plugins,
+        metrics_address=ns.metrics_address,
+        container_events_buffer=ns.container_events_buffer,
     )

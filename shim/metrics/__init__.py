@@ -1,0 +1,1 @@
+"""Prometheus metrics of cri-shim (docs/metrics.md lists every family)."""
