@@ -22,6 +22,12 @@ from shim.engine import labels as L
 
 log = logging.getLogger(__name__)
 
+# The events after which a container's record (and the inspect ContainerStatus reports from)
+# is read again: every change of run state, and `docker update` of its resources.
+REFRESH_ACTIONS = frozenset(
+    {"start", "die", "oom", "stop", "kill", "restart", "pause", "unpause", "update"}
+)
+
 RECONNECT_MIN_S = 0.5
 RECONNECT_MAX_S = 10.0
 
@@ -100,7 +106,7 @@ class EngineWatcher:
             self._ctx.logs.forget(container_id)
             self._ctx.containers.drop(container_id)
             return
-        if action in ("start", "die", "oom", "stop", "kill", "restart", "pause", "unpause"):
+        if action in REFRESH_ACTIONS:
             with self._ctx.containers.locked(f"refresh:{container_id}"):
                 refresh(self._ctx, record)
         if action == "die":

@@ -28,6 +28,7 @@ def refresh(ctx: ShimContext, record: ContainerRecord) -> ContainerRecord | None
 
 
 def apply_inspect(record: ContainerRecord, data: dict[str, Any]) -> None:
+    record.inspected = data
     got = run_state(data, record.spec.created_at)
     record.state = got.state
     record.pid = got.pid

@@ -24,11 +24,7 @@ def container_status(
     ctx: ShimContext, request: api_pb2.ContainerStatusRequest
 ) -> api_pb2.ContainerStatusResponse:
     record = ctx.containers.require(request.container_id)
-    data = ctx.infra.inspect_raw(record.id)
-    if data is None:
-        ctx.containers.drop(record.id)
-        raise NotFoundError(f"container {request.container_id!r} not found")
-    apply_inspect(record, data)
+    data = _current_inspect(ctx, record, request.verbose)
     if record.state is ContainerState.EXITED and record.spec.log_path:
         ctx.logs.wait_complete(record.id, LOG_DRAIN_WAIT_S)
     spec = record.spec
@@ -60,6 +56,22 @@ def container_status(
             _verbose(record, data, ctx.logs.wait_complete(record.id, 0))
         )
     return response
+
+
+def _current_inspect(ctx: ShimContext, record: ContainerRecord, verbose: bool) -> dict[str, Any]:
+    """Docker's view of the container. kubelet asks for every container of a pod on each of
+    its syncs: while the watcher follows Docker's events, the record's last inspect is current
+    (every state change and update re-reads it), and an inspect per call would wait behind
+    the container's own start in Docker. Verbose callers and an unsynced watcher ask Docker."""
+    cached = record.inspected
+    if cached is not None and not verbose and ctx.liveness.synced:
+        return cached
+    data = ctx.infra.inspect_raw(record.id)
+    if data is None:
+        ctx.containers.drop(record.id)
+        raise NotFoundError(f"container {record.id!r} not found")
+    apply_inspect(record, data)
+    return data
 
 
 def linux_resources(host_config: dict[str, Any]) -> api_pb2.LinuxContainerResources:

@@ -7,6 +7,7 @@ import logging
 
 from cri_api import api_pb2
 from shim.container.docker_config import resources
+from shim.container.refresh import refresh
 from shim.context import ShimContext
 from shim.errors import NotFoundError
 
@@ -34,4 +35,5 @@ def update_container_resources(
         update = {k: v for k, v in wanted.items() if k in _UPDATABLE}
         if update:
             ctx.infra.update_resources(record.id, update)
+            refresh(ctx, record)  # ContainerStatus reports the new limits from this read
         log.info("container %s: resources updated: %s", record.id, update)

@@ -73,6 +73,9 @@ class ContainerRecord:
     # The CRI Container message last built for this record (ListContainers, every second from
     # kubelet): rebuilt only when the reported state changes, the rest being fixed at create.
     cri_view: Any = field(default=None, compare=False, repr=False)
+    # Docker's inspect of the container as last read (start, stop, update, and every state
+    # event the watcher sees): ContainerStatus answers from it instead of asking Docker.
+    inspected: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def sandbox_id(self) -> str:

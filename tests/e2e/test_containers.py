@@ -153,6 +153,37 @@ def test_a_container_that_dies_is_listed_exited_without_asking(
     assert running == []
 
 
+def test_status_reports_resources_after_every_update(
+    shim: Shim, pod: tuple[str, api_pb2.PodSandboxConfig]
+) -> None:
+    """ContainerStatus answers from the record's last inspect: an UpdateContainerResources
+    through cri-shim and a `docker update` behind its back must both show up in it."""
+    sandbox_id, sandbox_config = pod
+    config = container_config("limits", ["/bin/sleep", "600"])
+    container_id = shim.create_container(sandbox_id, config, sandbox_config)
+    shim.start_container(container_id)
+    shim.runtime().UpdateContainerResources(
+        api_pb2.UpdateContainerResourcesRequest(
+            container_id=container_id,
+            linux=api_pb2.LinuxContainerResources(cpu_shares=512, memory_limit_in_bytes=64 << 20),
+        ),
+        timeout=30,
+    )
+    linux = shim.container_status(container_id).status.resources.linux
+    assert (linux.cpu_shares, linux.memory_limit_in_bytes) == (512, 64 << 20)
+    subprocess.run(
+        ["/usr/bin/docker", "update", "--cpu-shares", "256", container_id],
+        capture_output=True,
+        check=True,
+    )
+    deadline = time.monotonic() + 10
+    while shim.container_status(container_id).status.resources.linux.cpu_shares != 256:
+        assert time.monotonic() < deadline, "ContainerStatus never saw the docker update"
+        time.sleep(0.05)
+    verbose = shim.container_status(container_id, verbose=True).status.resources.linux
+    assert verbose.cpu_shares == 256
+
+
 def test_failures_leave_nothing(shim: Shim, pod: tuple[str, api_pb2.PodSandboxConfig]) -> None:
     sandbox_id, sandbox_config = pod
     before = set(owned_containers(shim))
