@@ -29,7 +29,7 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -232,12 +232,16 @@ class EtcdClient:
 
     # --- watch ----------------------------------------------------------------------------
 
-    async def watch(self, prefix: str, start_revision: int) -> AsyncIterator[list[WatchEvent]]:
+    async def watch(
+        self, prefix: str, start_revision: int
+    ) -> AsyncGenerator[list[WatchEvent], None]:
         """Batches of changes under `prefix` from `start_revision` on (with prev_kv).
 
         Raises CompactedError when `start_revision` is older than etcd's history, and
         StoreUnavailableError when no endpoint takes the watch or the stream breaks; the
         caller resumes from the last mod_revision it saw + 1. Ends when the client is closed.
+        The connection is opened on the first `anext()` and closed by `aclose()` (or
+        `contextlib.aclosing`), by the end of the iteration, or by `EtcdClient.aclose()`.
         """
         self._check_open()
         what = f"watch {prefix!r} from revision {start_revision}"

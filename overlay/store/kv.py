@@ -100,6 +100,8 @@ class KVStore(Protocol):
 
         Raises CompactedError when `start_revision` is compacted and StoreUnavailableError
         when the stream is lost; the caller then resumes from its last revision + 1.
+        Implementations are async generators: a caller that stops early calls `aclose()`
+        (`contextlib.aclosing`) so the stream is released at once.
         """
         ...
 

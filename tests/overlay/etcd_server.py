@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,8 @@ class EtcdServer:
         self.netns = netns
         self.tls = tls
         self.name = name
+        # Unique, so start() can tell this server from another one on the same address.
+        self.member_name = f"{name}-{uuid.uuid4().hex[:8]}"
         self.extra_args = list(extra_args)
         self.data_dir = workdir / "data"
         self.log_path = workdir / "etcd.log"
@@ -181,15 +184,15 @@ class EtcdServer:
         cmd = [
             *_netns_prefix(self.netns),
             ETCD,
-            f"--name={self.name}",
+            f"--name={self.member_name}",
             f"--data-dir={self.data_dir}",
             f"--listen-client-urls={self.client_url}",
             f"--advertise-client-urls={self.client_url}",
             f"--listen-peer-urls={self.peer_url}",
             f"--initial-advertise-peer-urls={self.peer_url}",
-            f"--initial-cluster={self.name}={self.peer_url}",
+            f"--initial-cluster={self.member_name}={self.peer_url}",
             "--initial-cluster-state=new",
-            f"--initial-cluster-token={self.name}-{self.client_port}",
+            f"--initial-cluster-token={self.member_name}",
             "--logger=zap",
             "--log-outputs=stderr",
         ]
@@ -207,18 +210,24 @@ class EtcdServer:
         if self.pid is not None:
             raise RuntimeError(f"etcd {self.name} is already running (pid {self.pid})")
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the process' life
-        self._process = subprocess.Popen(
+        process = self._process = subprocess.Popen(
             self.command(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+            if process.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"etcd exited with {self._process.returncode}:\n{self.log()}")
+                raise RuntimeError(f"etcd exited with {process.returncode}:\n{self.log()}")
             ok, last = self._request("/health", None, timeout=1.0)
             if ok and json.loads(last).get("health") == "true":
-                return
+                # Healthy, but is it ours? With a port given by the caller, another etcd may
+                # hold it; the member list names the member that answers.
+                ok, members = self._request("/v3/cluster/member/list", "{}", timeout=2.0)
+                names = [m.get("name") for m in json.loads(members).get("members", [])]
+                if ok and self.member_name in names:
+                    return
+                last = f"another etcd answers on {self.client_url}: members {names}"
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"etcd not healthy within {timeout} s ({last}):\n{self.log()}")
