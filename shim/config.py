@@ -9,6 +9,7 @@ from shim import __version__
 from shim.config_file import ConfigFileError, load_config_file
 from shim.logformat import LOG_FORMATS
 from shim.metrics.address import split_address
+from shim.streaming.urls import parse_bind_addr
 
 DEFAULT_ENDPOINT = "unix:///run/cri-shim.sock"
 
@@ -32,6 +33,8 @@ class ShimConfig:
     metrics_address: str = ""
     # Events a GetContainerEvents subscriber may be behind before it is disconnected.
     container_events_buffer: int = 256
+    # host:port of the streaming server (Exec/Attach/PortForward URLs); port 0 picks one.
+    streaming_bind_addr: str = "127.0.0.1:0"
 
     @property
     def socket_path(self) -> str:
@@ -57,6 +60,7 @@ class ShimConfig:
         if self.metrics_address:
             args += ["--metrics-address", self.metrics_address]
         args += ["--container-events-buffer", str(self.container_events_buffer)]
+        args += ["--streaming-bind-addr", self.streaming_bind_addr]
         return args
 
 
@@ -166,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.container_events_buffer,
         help="events a GetContainerEvents subscriber may fall behind before it is disconnected",
     )
+    parser.add_argument(
+        "--streaming-bind-addr",
+        default=defaults.streaming_bind_addr,
+        metavar="HOST:PORT",
+        help="where the streaming server for exec, attach and port-forward listens; port 0"
+        " picks a free one, host 0.0.0.0 serves all addresses (default: 127.0.0.1:0, loopback"
+        " only: the URLs' one-time token is its only protection)",
+    )
     return parser
 
 
@@ -195,6 +207,10 @@ def parse_args(argv: list[str] | None = None) -> ShimConfig:
             parser.error(str(err))
     if ns.container_events_buffer < 1:
         parser.error("--container-events-buffer must be at least 1")
+    try:
+        parse_bind_addr(ns.streaming_bind_addr)
+    except ValueError as err:
+        parser.error(f"--streaming-bind-addr: {err}")
     return ShimConfig(
         endpoint=ns.container_runtime_endpoint,
         docker_endpoint=ns.docker_endpoint,
@@ -209,4 +225,5 @@ def parse_args(argv: list[str] | None = None) -> ShimConfig:
         cni_warm_plugins=ns.cni_warm_plugins,
         metrics_address=ns.metrics_address,
         container_events_buffer=ns.container_events_buffer,
+        streaming_bind_addr=ns.streaming_bind_addr,
     )
