@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -480,6 +481,29 @@ class Simulation:
         self.nodes[index] = node
         return node
 
+    def add_root_node(self, index: int, bridge: str) -> Node:
+        """The root namespace as one more node (issue 11 proof 10): a veth of the test's own
+        into the fab, an address of the underlay, a bridge name of its own. Refuses when the
+        root already has flannel state, which cleanup could not tell from ours."""
+        left = root_flannel_state()
+        if left:
+            raise HarnessError(f"the root namespace already has flannel state: {left}")
+        veth, peer = f"{self.tag}r", f"{self.tag}rf"
+        public_ip = f"{UNDERLAY_PREFIX}.{index}"
+        run("ip", "link", "add", veth, "type", "veth", "peer", "name", peer, "netns", self.fab)
+        workdir = self.workdir / f"n{index}"
+        workdir.mkdir(parents=True)
+        node = Node(
+            sim=self, index=index, ns="", public_ip=public_ip, workdir=workdir, bridge=bridge,
+            iface=veth,
+        )  # fmt: skip
+        self.cleanups.append(lambda: clean_root_node(node))
+        ns_run(self.fab, "ip", "link", "set", peer, "master", "br0", "up")
+        run("ip", "addr", "add", f"{public_ip}/{UNDERLAY_LEN}", "dev", veth)
+        run("ip", "link", "set", veth, "up")
+        self.nodes[index] = node
+        return node
+
     def wait_converged(self, timeout: float = 15) -> float:
         """Until every running node has a route to each other running node's subnet."""
 
@@ -503,13 +527,14 @@ class Simulation:
 
     def close(self) -> None:
         errors: list[str] = []
+        # Daemons first: one in the root namespace would recreate what the cleanups remove.
+        for node in self.nodes.values():
+            node.stop(signal.SIGKILL, timeout=5)
         for cleanup in reversed(self.cleanups):
             try:
                 cleanup()
             except Exception as exc:  # every step runs; the errors are reported at the end
                 errors.append(f"{cleanup}: {exc}")
-        for node in self.nodes.values():
-            node.stop(signal.SIGKILL, timeout=5)
         self.stop_etcd()
         for ns in reversed(self.namespaces):
             done = run("ip", "netns", "del", ns, check=False)
@@ -593,6 +618,36 @@ class NetnsHTTPConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         self.sock = connect_in_netns(self.ns, self.host, self.port, self.timeout or 5.0)
+
+
+FLANNEL_CHAINS = (("filter", "FORWARD", "FLANNEL-FWD"), ("nat", "POSTROUTING", "FLANNEL-POSTRTG"))
+
+
+def root_flannel_state() -> list[str]:
+    """flannel devices and FLANNEL-* chains in the root namespace (none may be left)."""
+    found = [
+        link["ifname"]
+        for link in json.loads(run("ip", "-j", "link", "show").stdout or "[]")
+        if link["ifname"].startswith("flannel")
+    ]
+    for table, _, chain in FLANNEL_CHAINS:
+        if f":{chain} " in run("iptables-save", "-t", table).stdout:
+            found.append(f"{table}/{chain}")
+    return found
+
+
+def clean_root_node(node: Node) -> None:
+    """Remove what the root node's daemon and pods made: only our device names and chains
+    (add_root_node checked that none existed before), the test's veth and bridge."""
+    run("ip", "link", "del", node.sim.vtep_name, check=False)
+    run("ip", "link", "del", node.iface, check=False)
+    run("ip", "link", "del", node.bridge, check=False)
+    for table, parent, chain in FLANNEL_CHAINS:
+        for line in run("iptables-save", "-t", table).stdout.splitlines():
+            if line.startswith(f"-A {parent} ") and line.endswith(f"-j {chain}"):
+                run("iptables", "-w", "-t", table, "-D", *shlex.split(line)[1:], check=False)
+        run("iptables", "-w", "-t", table, "-F", chain, check=False)
+        run("iptables", "-w", "-t", table, "-X", chain, check=False)
 
 
 def list_netns() -> list[str]:
