@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from shim import __version__
 from tests.e2e.conftest import Pods
 from tests.e2e.harness import (
     POD_NAMESPACE,
@@ -133,7 +134,7 @@ def test_grpcurl_reflection_and_health(shim: Shim) -> None:
     assert version == {
         "version": "0.1.0",
         "runtime_name": "cri-shim",
-        "runtime_version": "0.1.0",
+        "runtime_version": __version__,
         "runtime_api_version": "v1",
     }
     assert oct(os.stat(shim.socket).st_mode & 0o777) == "0o660"
