@@ -213,7 +213,9 @@ class SpdyConnection:
         if fin:
             self._local_finished(stream_id, stream)
 
-    def send_data(self, stream_id: int, data: bytes, fin: bool = False) -> None:
+    def send_data(
+        self, stream_id: int, data: bytes | bytearray | memoryview, fin: bool = False
+    ) -> None:
         """Queue `data` (split into DATA frames of at most `limits.max_send_data_length`), and
         half-close our side when `fin`. Never blocks (see the module docstring)."""
         stream = self._sendable(stream_id, "DATA")
