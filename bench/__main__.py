@@ -14,7 +14,10 @@
   of a 30-pod burst from kubelet's own metrics, the shim's CPU and RSS with 110 idle pods;
 - load: Status / ListPodSandbox p50/p99 while 30 RunPodSandbox calls are stuck in flight, and
   RunPodSandbox pods/s at --concurrency on our plugins against the reference ones
-  (`bench.bench_load`).
+  (`bench.bench_load`);
+- overlay: pod-to-pod throughput and UDP RTT across nodes (VXLAN, host-gw) against inside one
+  node, and the time from a new node's lease in etcd to traffic reaching it, on the netns
+  simulation of tests/overlay (`bench.bench_overlay`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from bench.bench_kubelet import KubeletBenchConfig
 from bench.bench_kubelet import run as run_kubelet
 from bench.bench_load import LoadBenchConfig
 from bench.bench_load import run as run_load
+from bench.bench_overlay import run as run_overlay
 from bench.bench_shim import ShimPods, ShimProcess
 from bench.floor import FloorPods, probe_oom_score_adj
 from bench.hostnet import (
@@ -85,6 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-containers", action="store_true", help="no container benchmarks")
     p.add_argument("--skip-kubelet", action="store_true", help="no kubelet benchmark")
     p.add_argument("--skip-load", action="store_true", help="no status-under-load benchmark")
+    p.add_argument("--skip-overlay", action="store_true", help="no cross-node overlay benchmark")
     p.add_argument("--container-samples", type=int, default=30, help="CreateContainer+Start")
     p.add_argument("--relist-pods", type=int, default=110, help="pods (2 containers each)")
     p.add_argument("--relists", type=int, default=200)
@@ -318,6 +323,14 @@ def load_section(args: argparse.Namespace) -> dict[str, Any]:
         return {"error": f"bench.bench_load.run() failed: {type(err).__name__}: {err}"}
 
 
+def overlay_section() -> dict[str, Any]:
+    try:
+        return run_overlay()
+    except Exception as err:
+        log.error("bench.bench_overlay.run() failed:\n%s", traceback.format_exc())
+        return {"error": f"bench.bench_overlay.run() failed: {type(err).__name__}: {err}"}
+
+
 def _finite(value: Any) -> Any:
     """JSON has no NaN: a statistic without samples becomes null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -382,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
             {"skipped": "--skip-kubelet given"} if args.skip_kubelet else kubelet_section(args)
         )
         report["load"] = {"skipped": "--skip-load given"} if args.skip_load else load_section(args)
+        report["overlay"] = (
+            {"skipped": "--skip-overlay given"} if args.skip_overlay else overlay_section()
+        )
         report["metadata"]["finished_at"] = now()
         report["metadata"]["duration_s"] = round(time.monotonic() - started, 1)
         text = json.dumps(_finite(report), indent=2, allow_nan=False) + "\n"
