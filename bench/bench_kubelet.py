@@ -11,6 +11,9 @@ plugins, a private bridge), measured by kubelet's own metrics on 10250.
    every second, Status, stats, log manager); cri-shim's CPU seconds per minute and RSS over
    that window, and the relist RPCs' latency.
 
+Beside the burst, the same pods through Docker alone (bench.docker_floor): on a 2-core machine
+Docker's own work is most of the figure.
+
 Targets (issue 8): burst p99 pod start <= 5 s; cri-shim <= 5 % of one core and <= 150 MB RSS
 with 110 idle pods."""
 
@@ -31,7 +34,8 @@ from typing import Any
 import grpc
 
 from bench.bench_shim import ShimProcess
-from bench.hostnet import BenchNetwork, force_cleanup, leftovers
+from bench.docker_floor import docker_burst
+from bench.hostnet import INFRA_IMAGE, BenchNetwork, force_cleanup, leftovers
 from bench.procmem import cpu_of, descendants, memory_of, process_table, vm_rss_kib
 from bench.stats import percentile
 from cri_api import api_pb2
@@ -194,6 +198,10 @@ class _Run:
         return cpu_of(pid), children, rss
 
     def burst(self) -> dict[str, Any]:
+        # The same pods through Docker alone, just before: the floor the burst stands on.
+        floor = docker_burst(
+            self.cfg.burst, INFRA_IMAGE, pods.TEST_IMAGE, ["/bin/sh", "-c", "exec sleep 100000"]
+        )
         before = self.metrics()
         names = [f"burst-{i}" for i in range(self.cfg.burst)]
         wall = time.monotonic()
@@ -222,6 +230,12 @@ class _Run:
                 "p99_s": round(percentile(observed, 99), 2),
                 "max_s": round(observed[-1], 2),
             },
+            "docker_only_floor": floor,
+            "p99_over_docker_floor_p99": (
+                round(start["p99_s"] / floor["p99_s"], 2)
+                if start["p99_s"] is not None and floor["p99_s"]
+                else None
+            ),
             "target_p99_s": START_P99_TARGET_S,
             "meets_target": bool(
                 start["p99_s"] is not None and start["p99_s"] <= START_P99_TARGET_S
