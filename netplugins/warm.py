@@ -79,6 +79,9 @@ class WarmExecutor:
         # What happened to each call: answered warm, one of ours exec'd because the worker
         # was unusable (a fallback), or a foreign binary exec'd. Tests assert on these.
         self.counts = {"warm": 0, "fallback": 0, "foreign": 0}
+        # Calls holding a worker child right now (the shim's metrics: busy children).
+        self.busy = 0
+        self._busy_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -138,6 +141,12 @@ class WarmExecutor:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def worker_pid(self) -> int | None:
+        """The zygote's pid while it runs (its children are the pool)."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
     def __enter__(self) -> WarmExecutor:
         self.start()
         return self
@@ -164,7 +173,13 @@ class WarmExecutor:
                         except RuntimeError:
                             self._retry_after = time.monotonic() + RESTART_BACKOFF
                             raise
-                answer = self._call(plugin_type, env, stdin, timeout)
+                with self._busy_lock:
+                    self.busy += 1
+                try:
+                    answer = self._call(plugin_type, env, stdin, timeout)
+                finally:
+                    with self._busy_lock:
+                        self.busy -= 1
                 self.counts["warm"] += 1
                 return answer
             except (WorkerUnavailable, RuntimeError) as exc:

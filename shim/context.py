@@ -12,6 +12,8 @@ from cnilib.atomic import write_atomic
 from shim.config import ShimConfig
 from shim.engine.protocol import InfraRuntime
 from shim.engine_health import EngineHealth
+from shim.events.hub import ContainerEvents
+from shim.metrics.registry import ShimMetrics
 from shim.sandbox.network import PodNetwork
 from shim.store.container_store import ContainerStore
 from shim.store.liveness import InfraLiveness
@@ -74,6 +76,10 @@ class ShimContext:
     # What the stats RPCs keep between calls (shim.stats_cache.cache_of), made on first use.
     stats_cache: StatsCache | None = None
     containers: ContainerStore = field(default_factory=ContainerStore)
+    # What the metrics families observe (shim.metrics), served on --metrics-address if set.
+    metrics: ShimMetrics = field(default_factory=ShimMetrics)
+    # The GetContainerEvents stream's source: every verb reports its state changes here.
+    events: ContainerEvents = field(default_factory=ContainerEvents)
     # Docker's health as Status reports it; main starts its pinger (shim.engine_health).
     engine_health: EngineHealth = field(init=False)
 

@@ -16,9 +16,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from cri_api import api_pb2
 from shim.container.refresh import refresh
 from shim.context import ShimContext
 from shim.engine import labels as L
+from shim.events.report import container_changed, sandbox_changed
+from shim.store.container_record import ContainerState
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,10 @@ class EngineWatcher:
                 self._ctx.liveness.mark(container_id, True)
             elif action in ("die", "destroy"):
                 self._ctx.liveness.mark(container_id, False)
+                if action == "die" and self._ctx.store.get(container_id) is not None:
+                    # An infra container that died on its own (or by StopPodSandbox, which
+                    # reports it too: the hub sends one STOPPED).
+                    sandbox_changed(self._ctx, container_id, api_pb2.CONTAINER_STOPPED_EVENT)
             return
         record = self._ctx.containers.get(container_id)
         if record is None:
@@ -105,9 +112,18 @@ class EngineWatcher:
             # Removed behind our back (`docker rm`): forget it as RemoveContainer would.
             self._ctx.logs.forget(container_id)
             self._ctx.containers.drop(container_id)
+            container_changed(
+                self._ctx, container_id, record.sandbox_id, api_pb2.CONTAINER_DELETED_EVENT
+            )
             return
         if action in REFRESH_ACTIONS:
             with self._ctx.containers.locked(f"refresh:{container_id}"):
-                refresh(self._ctx, record)
+                refreshed = refresh(self._ctx, record)
+            if refreshed is not None and refreshed.state is ContainerState.EXITED:
+                # A container that exited on its own; StopContainer reports its own stops,
+                # and the hub sends one STOPPED per container.
+                container_changed(
+                    self._ctx, container_id, record.sandbox_id, api_pb2.CONTAINER_STOPPED_EVENT
+                )
         if action == "die":
             self._ctx.logs.notify_exited(container_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -18,8 +19,14 @@ from shim.context import PodCIDRs, ShimContext
 from shim.engine import labels as L
 from shim.engine.docker_engine import DockerInfraRuntime
 from shim.engine_watch import EngineWatcher, EventStream
+from shim.events.build import build_event
+from shim.events.hub import ContainerEvents
 from shim.leftover_plugins import kill_leftovers, mark_environment
 from shim.logformat import configure_logging
+from shim.metrics.docker import instrument as instrument_docker
+from shim.metrics.logs import LogMetrics
+from shim.metrics.registry import ShimMetrics
+from shim.metrics.server import serve_metrics
 from shim.oom import infra_oom_score_adj
 from shim.sandbox.network import PodNetwork
 from shim.server import build_server
@@ -69,20 +76,29 @@ def build_context(config: ShimConfig, executor: WarmExecutor | None) -> ShimCont
     pod_cidrs = PodCIDRs(os.path.join(config.root_directory, "pod-cidrs.json"))
     pod_cidrs.load()
     infra = DockerInfraRuntime(config.docker_endpoint, owner=os.path.abspath(config.root_directory))
+    metrics = ShimMetrics()
+    instrument_docker(infra.client, metrics)
     return ShimContext(
         config=config,
         store=SandboxStore(config.root_directory),
         infra=infra,
-        logs=LogFollowers(infra.client),
+        logs=LogFollowers(infra.client, LogMetrics(metrics)),
         network=PodNetwork(
             config.cni_conf_dir,
             config.cni_bin_dirs,
             config.cni_cache_dir,
             config.cni_plugin_timeout,
             executor=executor,
+            metrics=metrics,
         ),
         pod_cidrs=pod_cidrs,
         infra_oom_score_adj=infra_oom_score_adj(),
+        metrics=metrics,
+        events=ContainerEvents(
+            buffer=config.container_events_buffer,
+            on_sent=lambda event: metrics.count_event(event.container_event_type),
+            on_dropped=metrics.container_events_dropped_subscribers.inc,
+        ),
     )
 
 
@@ -158,6 +174,12 @@ def serve_locked(
 
 def serve_context(ctx: ShimContext, listener: socket.socket | None = None) -> int:
     config = ctx.config
+    try:
+        metrics_server = serve_metrics(ctx)
+    except OSError as err:
+        log.error("cri-shim cannot serve metrics on %s: %s", config.metrics_address, err)
+        return 1
+    ctx.events.start(functools.partial(build_event, ctx))
     startup = StartUp(ctx, EngineWatcher(ctx, docker_events(ctx)))
     # Under socket activation gRPC listens privately and a relay serves the inherited socket
     # (shim.socket_activation says why), which is never removed: systemd owns it.
@@ -182,11 +204,14 @@ def serve_context(ctx: ShimContext, listener: socket.socket | None = None) -> in
     done.wait()
     if relay is not None:
         relay.stop_accepting()  # new callers wait in the backlog for the next cri-shim
+    ctx.events.close()  # ends the event streams, which would hold the server's stop
     server.stop(grace=5).wait()
     if relay is not None:
         relay.close()
     startup.close()
     ctx.engine_health.close()
+    if metrics_server is not None:
+        metrics_server.close()
     with contextlib.suppress(FileNotFoundError):
         remove_own_socket(served_path, own_socket)
     return 0

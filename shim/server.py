@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from cri_api import api_pb2
 from shim.context import ShimContext
 from shim.grpc_registry import service_handler
+from shim.metrics.grpc_interceptor import RpcMetricsInterceptor
 from shim.servicer import ImageService, RuntimeService
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ def build_server(ctx: ShimContext, socket_path: str | None = None) -> grpc.Serve
     """The CRI server, listening on `socket_path` (the endpoint's, unless socket activation
     relays the endpoint to a private socket)."""
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="rpc")
+        futures.ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="rpc"),
+        interceptors=[RpcMetricsInterceptor(ctx.metrics)],
     )
     server.add_generic_rpc_handlers(
         (

@@ -13,6 +13,7 @@ from cri_api import api_pb2
 from shim import runtime_info
 from shim.container.create import create_container
 from shim.container.exec_sync import exec_sync
+from shim.container.get_events import get_container_events
 from shim.container.list import list_containers
 from shim.container.remove import remove_container
 from shim.container.reopen_log import reopen_container_log
@@ -239,6 +240,12 @@ class RuntimeService(_Gated):
         self, request: api_pb2.ListPodSandboxStatsRequest, context: Ctx
     ) -> api_pb2.ListPodSandboxStatsResponse:
         return list_pod_sandbox_stats(self._ctx, request)
+
+    def GetContainerEvents(
+        self, request: api_pb2.GetEventsRequest, context: Ctx
+    ) -> Iterator[api_pb2.ContainerEventResponse]:
+        # Not gated and no lifecycle slot: see shim.container.get_events.
+        return get_container_events(self._ctx, context)
 
 
 class ImageService(_Gated):

@@ -23,6 +23,7 @@ from shim.errors import (
     NameConflictError,
     NotFoundError,
 )
+from shim.events.report import container_changed
 from shim.logformat import log_fields
 from shim.sandbox.validation import check_carriable_name, check_metadata_size
 from shim.store.container_record import ContainerRecord, ContainerSpec
@@ -87,6 +88,7 @@ def create_container(ctx: ShimContext, request: api_pb2.CreateContainerRequest) 
         container_id = _create(ctx, body, name, sandbox.id)
         # 6. record
         ctx.containers.put(ContainerRecord(id=container_id, spec=spec))
+    container_changed(ctx, container_id, sandbox.id, api_pb2.CONTAINER_CREATED_EVENT)
     log.info(
         "container %s: created %s in sandbox %s from %s",
         container_id,

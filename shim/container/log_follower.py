@@ -36,6 +36,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import docker
@@ -51,6 +52,8 @@ from shim.errors import FailedPreconditionError, ShimError
 log = logging.getLogger(__name__)
 
 LOG_FILE_MODE = 0o640
+# Called with each batch of CRI lines just written to a file (from the follower's thread).
+LinesObserver = Callable[[list[bytes]], None]
 JOIN_TIMEOUT = 5.0
 # At the end of the journal: look for new output after MIN_POLL_S, doubling up to MAX_POLL_S.
 MIN_POLL_S = 0.01
@@ -111,8 +114,11 @@ def open_log_file(path: str, container_id: str) -> int:
 class _Follower:
     """One container's file and thread. `lock` serialises writes with `reopen`'s fd swap."""
 
-    def __init__(self, container_id: str, path: str, fd: int) -> None:
+    def __init__(
+        self, container_id: str, path: str, fd: int, observer: LinesObserver | None = None
+    ) -> None:
         self.container_id = container_id
+        self.observer = observer
         self.path = path
         self.lock = threading.Lock()
         self.fd: int | None = fd
@@ -153,6 +159,8 @@ class _Follower:
         self.lines_written += len(lines)
         self.bytes_written += len(data)
         self.recent.extend(lines[-TAIL_LINES:])
+        if self.observer is not None:
+            self.observer(lines)
 
     def close_file(self) -> None:
         with self.lock:
@@ -164,8 +172,9 @@ class _Follower:
 class LogFollowers:
     """The owner of every container's log follower; `close()` is idempotent."""
 
-    def __init__(self, client: docker.APIClient) -> None:
+    def __init__(self, client: docker.APIClient, observer: LinesObserver | None = None) -> None:
         self._client = client
+        self._observer = observer  # told of every batch of lines written (metrics)
         self._lock = threading.Lock()
         self._followers: dict[str, _Follower] = {}
         self._closed = False
@@ -182,7 +191,8 @@ class LogFollowers:
                 raise FailedPreconditionError(
                     f"failed to prepare the log of container {container_id}: already followed"
                 )
-            follower = _Follower(container_id, path, open_log_file(path, container_id))
+            fd = open_log_file(path, container_id)
+            follower = _Follower(container_id, path, fd, self._observer)
             self._followers[container_id] = follower
         if old is not None:
             old.close_file()
@@ -282,7 +292,8 @@ class LogFollowers:
                 return
             if follower is None or follower.path != path:
                 old = follower
-                follower = _Follower(container_id, path, open_log_file(path, container_id))
+                fd = open_log_file(path, container_id)
+                follower = _Follower(container_id, path, fd, self._observer)
                 self._followers[container_id] = follower
                 if old is not None:
                     old.close_file()

@@ -6,9 +6,11 @@ import dataclasses
 import logging
 from typing import Any
 
+from cri_api import api_pb2
 from shim.container.docker_state import run_state
 from shim.context import ShimContext
 from shim.engine import labels as L
+from shim.events.report import container_changed
 from shim.store.container_record import ContainerRecord, ContainerSpec
 from shim.timestamps import rfc3339_ns
 
@@ -22,6 +24,7 @@ def refresh(ctx: ShimContext, record: ContainerRecord) -> ContainerRecord | None
     if data is None:
         log.info("container %s: gone from Docker, forgetting it", record.id)
         ctx.containers.drop(record.id)
+        container_changed(ctx, record.id, record.sandbox_id, api_pb2.CONTAINER_DELETED_EVENT)
         return None
     apply_inspect(record, data)
     return record

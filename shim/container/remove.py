@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import logging
 
+from cri_api import api_pb2
 from shim.context import ShimContext
+from shim.events.report import container_changed
 from shim.store.container_record import ContainerRecord
 
 log = logging.getLogger(__name__)
@@ -26,4 +28,5 @@ def remove_locked(ctx: ShimContext, record: ContainerRecord) -> None:
     ctx.infra.remove(record.id)  # force: a running container is killed first
     ctx.logs.forget(record.id)
     ctx.containers.drop(record.id)
+    container_changed(ctx, record.id, record.sandbox_id, api_pb2.CONTAINER_DELETED_EVENT)
     log.info("container %s: removed", record.id)

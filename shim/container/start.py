@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 
+from cri_api import api_pb2
 from shim.container.refresh import refresh
 from shim.context import ShimContext
 from shim.errors import FailedPreconditionError, InfraRuntimeError, NotFoundError
+from shim.events.report import container_changed
 from shim.logformat import log_fields
 from shim.store.container_record import ContainerState
 
@@ -37,6 +39,7 @@ def start_container(ctx: ShimContext, container_id: str) -> None:
             if spec.log_path:
                 ctx.logs.follow(record.id, spec.log_path, spec.tty)
         refresh(ctx, record)
+    container_changed(ctx, record.id, record.sandbox_id, api_pb2.CONTAINER_STARTED_EVENT)
     log.info(
         "container %s: started (pid %d)",
         record.id,

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import logging
 
+from cri_api import api_pb2
 from shim.container.refresh import refresh
 from shim.context import ShimContext
+from shim.events.report import container_changed
 from shim.logformat import log_fields
 from shim.store.container_record import ContainerRecord, ContainerState
 
@@ -33,6 +35,8 @@ def stop_locked(ctx: ShimContext, record: ContainerRecord, timeout: int) -> None
         ctx.infra.stop(record.id, max(0, timeout))
         if refresh(ctx, record) is None:
             return
+    if record.state is ContainerState.EXITED:  # reported once, with Docker's die event
+        container_changed(ctx, record.id, record.sandbox_id, api_pb2.CONTAINER_STOPPED_EVENT)
     if record.spec.log_path and not ctx.logs.wait_complete(record.id, LOG_DRAIN_TIMEOUT_S):
         log.warning(
             "container %s: its log was not complete %.0f s after it stopped",

@@ -20,9 +20,12 @@ from typing import Any
 from cnilib.api import CNIConfig
 from cnilib.conf import conf_files, load_conf_list, parse_conf_list
 from cnilib.errors import CNIError
-from cnilib.invoke import PluginExecutor
+from cnilib.invoke import ExecExecutor, PluginExecutor
 from cnilib.types import GCAttachment, NetworkConfigList, Result, RuntimeConf
+from netplugins.warm import WarmExecutor
 from shim.errors import FailedPreconditionError, NetworkSetupError
+from shim.metrics.cni import ObservedExecutor
+from shim.metrics.registry import ShimMetrics
 from shim.sandbox.netns_pin import is_pinned
 from shim.store.sandbox_record import NetworkAttachment
 
@@ -56,11 +59,16 @@ class PodNetwork:
         cache_dir: str,
         plugin_timeout: float,
         executor: PluginExecutor | None = None,
+        metrics: ShimMetrics | None = None,
     ) -> None:
         self.conf_dir = conf_dir
         self.bin_dirs = bin_dirs
         self._executor = executor
-        self._cni = CNIConfig(bin_dirs, cache_dir, executor=executor, timeout=plugin_timeout)
+        # Every plugin call passes the executor: timed there, cnilib knows nothing of it.
+        runner: PluginExecutor = executor if executor is not None else ExecExecutor()
+        if metrics is not None:
+            runner = ObservedExecutor(runner, metrics)
+        self._cni = CNIConfig(bin_dirs, cache_dir, executor=runner, timeout=plugin_timeout)
         self._loopback = parse_conf_list(_LOOPBACK_CONF, source="<built-in loopback>")
         self._lock = threading.Lock()
         self._signature: tuple[Any, ...] | None = None
@@ -77,6 +85,10 @@ class PodNetwork:
         """How plugin calls were run (warm, fallback, foreign), when a warm worker is used."""
         counts = getattr(self._executor, "counts", None)
         return dict(counts) if isinstance(counts, dict) else None
+
+    def warm_executor(self) -> WarmExecutor | None:
+        """The warm worker's executor, when plugins run through one (for metrics)."""
+        return self._executor if isinstance(self._executor, WarmExecutor) else None
 
     # -- choosing the network -------------------------------------------------------------
 

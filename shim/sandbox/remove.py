@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 
+from cri_api import api_pb2
 from shim.container.remove import remove_locked as remove_container_locked
 from shim.context import ShimContext
+from shim.events.hub import Change
 from shim.sandbox.stop import stop_locked
 
 log = logging.getLogger(__name__)
@@ -27,4 +29,6 @@ def remove_pod_sandbox(ctx: ShimContext, sandbox_id: str) -> None:
         ctx.infra.remove(record.id)
         # Last: while the checkpoint exists, a failed removal can be retried after a restart.
         ctx.store.delete(record.id)
+    # Carries the record's last state: kubelet forgets the pod on it.
+    ctx.events.report(Change(record.id, record.id, api_pb2.CONTAINER_DELETED_EVENT, sandbox=record))
     log.info("sandbox %s: removed", record.id)

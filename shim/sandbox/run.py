@@ -22,9 +22,11 @@ from shim.errors import (
     ShimError,
     UnavailableError,
 )
+from shim.events.report import sandbox_changed
 from shim.logformat import log_fields
 from shim.sandbox.cni_translate import capability_args, cni_args, resolv_conf
 from shim.sandbox.netns_pin import pin, same_namespace, unpin
+from shim.sandbox.step_timer import StepTimer
 from shim.sandbox.validation import validate_sandbox_config
 from shim.store.sandbox_record import NetworkPhase, SandboxRecord, SandboxState, name_key
 from shim.undo import UndoStack
@@ -45,6 +47,7 @@ def run_pod_sandbox(
     """`wanted` says whether the caller still waits (gRPC's is_active): a call whose client
     gave up acquires nothing more, and gives back what it took."""
     config = request.config
+    steps = StepTimer(ctx.metrics.observe_sandbox_step)
     # 1. name: validate, and hold the pod's identity so duplicate calls queue up.
     validate_sandbox_config(config, request.runtime_handler, ctx.infra.cgroup_driver())
     meta = config.metadata
@@ -56,12 +59,14 @@ def run_pod_sandbox(
         host_network = _host_network(config)
         # Refuse before creating anything when pods cannot get a network.
         network = None if host_network else ctx.network.current()
+        steps.mark("validate")
 
         # 2. image + 3. create: the infra image is pulled only when absent, which the create
         # call itself tells us (no extra round trip on the common path).
         spec = _infra_spec(ctx, config, ctx.config.pod_infra_container_image, host_network)
         _check_wanted(wanted, key, "creating its infra container")
         sandbox_id = _create_infra(ctx, spec)
+        steps.mark("create")
         undo = UndoStack(f"sandbox {sandbox_id}")
         undo.push(UNDO_CONTAINER, lambda: ctx.infra.remove(sandbox_id))
         with ctx.store.locked(sandbox_id):
@@ -79,13 +84,16 @@ def run_pod_sandbox(
                 annotations=dict(config.annotations),
             )
             try:
-                _create_to_ready(ctx, record, config, network, undo, wanted)
+                _create_to_ready(ctx, record, config, network, undo, wanted, steps)
             except Exception as err:
                 _give_back(ctx, record, undo)
                 if isinstance(err, ShimError):
                     raise
                 raise ShimError(f"failed to run pod sandbox {key}: {err}") from err
             undo.commit()
+    # containerd's convention: a sandbox's events carry its id as the container id.
+    sandbox_changed(ctx, sandbox_id, api_pb2.CONTAINER_CREATED_EVENT)
+    sandbox_changed(ctx, sandbox_id, api_pb2.CONTAINER_STARTED_EVENT)
     log.info(
         "sandbox %s: ready (%s/%s) ips=%s",
         sandbox_id,
@@ -104,10 +112,12 @@ def _create_to_ready(
     network: NetworkConfigList | None,
     undo: UndoStack,
     wanted: Callable[[], bool],
+    steps: StepTimer,
 ) -> None:
     sandbox_id = record.id
     # 4. checkpoint: from here on a restarted shim knows this sandbox.
     ctx.store.save(record)
+    steps.mark("checkpoint")
 
     # 5. start
     _check_wanted(wanted, sandbox_id, "starting it")
@@ -115,8 +125,9 @@ def _create_to_ready(
     ctx.liveness.mark(sandbox_id, True)
     if config.HasField("dns_config") and not record.host_network:
         ctx.infra.write_resolv_conf(sandbox_id, resolv_conf(config.dns_config))
+    steps.mark("start")
     if record.host_network:
-        _mark_ready(ctx, record)
+        _mark_ready(ctx, record, steps)
         return
 
     # 6. netns: pin the namespace itself, so no later step depends on the pid staying ours.
@@ -128,6 +139,7 @@ def _create_to_ready(
     if after is None or after.pid != pid or not same_namespace(netns_path, f"/proc/{pid}/ns/net"):
         raise InfraRuntimeError(f"infra container {sandbox_id} exited while its netns was pinned")
     record.netns_path = netns_path
+    steps.mark("pin")
 
     # 7. network: teardown is registered *before* ADD, since a failed ADD may hold an address.
     assert network is not None, "a pod without host network always has a network chosen"
@@ -137,6 +149,7 @@ def _create_to_ready(
         raise UnavailableError(
             f"sandbox {sandbox_id}: start-up CNI garbage collection is still running"
         )
+    steps.mark("wait_cni_gc")
     attachment = ctx.network.attachment_for(
         network,
         cni_args(config.metadata, sandbox_id),
@@ -154,9 +167,10 @@ def _create_to_ready(
     result = ctx.network.setup(sandbox_id, netns_path, attachment)
     attachment.result = result.to_dict()
     record.network_phase = NetworkPhase.ATTACHED
+    steps.mark("network")
 
     # 8. ready
-    _mark_ready(ctx, record)
+    _mark_ready(ctx, record, steps)
 
 
 def _check_wanted(wanted: Callable[[], bool], subject: str, step: str) -> None:
@@ -196,8 +210,9 @@ def _create_infra(ctx: ShimContext, spec: InfraSpec) -> str:
 _IDENTITY_LABELS = (L.POD_NAME, L.POD_NAMESPACE, L.POD_UID, L.ATTEMPT)
 
 
-def _mark_ready(ctx: ShimContext, record: SandboxRecord) -> None:
+def _mark_ready(ctx: ShimContext, record: SandboxRecord, steps: StepTimer) -> None:
     record.state = SandboxState.READY
+    record.startup_steps = steps.as_json()  # checkpointed with READY
     ctx.store.save(record)
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 
+from cri_api import api_pb2
 from shim.container.stop import stop_locked as stop_container_locked
 from shim.context import ShimContext
+from shim.events.report import sandbox_changed
 from shim.logformat import log_fields
 from shim.sandbox.netns_pin import unpin
 from shim.store.sandbox_record import NetworkPhase, SandboxRecord, SandboxState
@@ -53,4 +55,5 @@ def stop_locked(ctx: ShimContext, record: SandboxRecord) -> None:
     if record.state is not SandboxState.NOTREADY:
         record.state = SandboxState.NOTREADY
         ctx.store.save(record)
+    sandbox_changed(ctx, record.id, api_pb2.CONTAINER_STOPPED_EVENT)  # once, however often
     log.info("sandbox %s: stopped", record.id, extra=log_fields(sandbox_id=record.id))

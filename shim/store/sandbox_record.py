@@ -69,6 +69,9 @@ class SandboxRecord:
     runtime_handler: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
+    # RunPodSandbox's steps and their durations, [{"step": "create", "seconds": 0.12}, ...]:
+    # kept in the checkpoint, so PodSandboxStatus shows them after a restart too.
+    startup_steps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def name_key(self) -> str:

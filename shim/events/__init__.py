@@ -1,0 +1,1 @@
+"""The container events stream (GetContainerEvents) kubelet's Evented PLEG follows."""
