@@ -97,6 +97,15 @@ class _TokenRejected(Exception):
     """etcd said our token is invalid (expired, or issued by another member)."""
 
 
+@dataclass(frozen=True)
+class _Watch:
+    """A watch etcd has created: its connection, its stream, the messages read with `created`."""
+
+    connection: HTTPConnection
+    stream: JSONStream
+    early: list[WatchResponse]
+
+
 @dataclass
 class _EndpointState:
     endpoint: Endpoint
@@ -246,32 +255,36 @@ class EtcdClient:
         self._check_open()
         what = f"watch {prefix!r} from revision {start_revision}"
         body = watch_create_request(prefix, start_revision)
-        connection, stream, early = await self._deadline(
-            what, lambda deadline: self._failover(what, deadline, True, self._open_watch(body))
-        )
-        self._watches.add(connection)
+
+        async def attempt(state: _EndpointState, until: float) -> _Watch:
+            return await self._open_watch(state, until, body)
+
+        watch = await self._call_with_failover(what, attempt, idempotent=True)
+        self._watches.add(watch.connection)
         try:
-            for response in early:
-                if events := self._watch_events(what, response):
-                    yield events
+            # After set-up a watch may be silent for hours: no timeout here. A peer that
+            # vanishes without closing is noticed by TCP keepalive (etcd_http).
+            responses = watch.early
             while True:
-                try:
-                    chunk = await connection.chunk()
-                    if chunk is None:
-                        raise TransportError(f"{connection.endpoint.url} ended the watch stream")
-                    messages = [decode_watch_message(m) for m in stream.feed(chunk)]
-                except (TransportError, EtcdServerError) as err:
-                    if self._closed:
-                        return
-                    if isinstance(err, EtcdServerError) and err.code != GRPC_UNAVAILABLE:
-                        raise StoreError(f"failed to {what}: {err}") from err
-                    raise StoreUnavailableError(f"failed to {what}: {err}") from err
-                for response in messages:
+                for response in responses:
                     if events := self._watch_events(what, response):
                         yield events
+                try:
+                    chunk = await watch.connection.chunk()
+                    if chunk is None:
+                        raise TransportError(f"{watch.connection.endpoint.url} ended the stream")
+                    responses = [decode_watch_message(m) for m in watch.stream.feed(chunk)]
+                except (TransportError, EtcdServerError, MalformedResponseError) as err:
+                    if self._closed:
+                        return
+                    if isinstance(err, TransportError) or (
+                        isinstance(err, EtcdServerError) and err.code == GRPC_UNAVAILABLE
+                    ):
+                        raise StoreUnavailableError(f"failed to {what}: {err}") from err
+                    raise StoreError(f"failed to {what}: {err}") from err
         finally:
-            self._watches.discard(connection)
-            connection.close()
+            self._watches.discard(watch.connection)
+            watch.connection.close()
 
     def _watch_events(self, what: str, response: WatchResponse) -> list[WatchEvent]:
         if response.compact_revision:
@@ -283,43 +296,37 @@ class EtcdClient:
             raise StoreError(f"failed to {what}: etcd canceled it: {response.cancel_reason}")
         return response.events
 
-    def _open_watch(
-        self, body: Mapping[str, Any]
-    ) -> Callable[
-        [_EndpointState, float], Awaitable[tuple[HTTPConnection, JSONStream, list[WatchResponse]]]
-    ]:
-        async def attempt(
-            state: _EndpointState, budget: float
-        ) -> tuple[HTTPConnection, JSONStream, list[WatchResponse]]:
-            connection = await self._connect(state, budget)
-            try:
-                async with asyncio.timeout(budget):
-                    await self._send(state, connection, "/watch", body)
-                    status = await connection.response()
-                    if status != 200:
-                        raise error_from_body(status, await connection.body(self._max_response))
-                    stream = JSONStream(self._max_watch_message)
-                    while True:
-                        chunk = await connection.chunk()
-                        if chunk is None:
-                            raise TransportError("the watch stream ended before it was created")
-                        responses = [decode_watch_message(m) for m in stream.feed(chunk)]
-                        for index, response in enumerate(responses):
-                            if response.canceled and "auth token" in response.cancel_reason:
-                                raise _TokenRejected(response.cancel_reason)
-                            if response.created:
-                                return connection, stream, responses[index:]
-            except TimeoutError as err:
-                connection.close()
-                raise _EndpointFailed("no answer in time", sent=True) from err
-            except TransportError as err:
-                connection.close()
-                raise _EndpointFailed(str(err), sent=True) from err
-            except BaseException:
-                connection.close()
-                raise
-
-        return attempt
+    async def _open_watch(
+        self, state: _EndpointState, until: float, body: Mapping[str, Any]
+    ) -> _Watch:
+        """POST the create request and read the stream up to etcd's `created` answer."""
+        connection = await self._connect(state, until)
+        try:
+            async with asyncio.timeout_at(until):
+                await self._send(state, connection, "/watch", body)
+                status = await connection.response()
+                if status != 200:
+                    raise error_from_body(status, await connection.body(self._max_response))
+                stream = JSONStream(self._max_watch_message)
+                while True:
+                    chunk = await connection.chunk()
+                    if chunk is None:
+                        raise TransportError("the stream ended before the watch was created")
+                    responses = [decode_watch_message(m) for m in stream.feed(chunk)]
+                    for index, response in enumerate(responses):
+                        if response.canceled and "auth token" in response.cancel_reason:
+                            raise _TokenRejected(response.cancel_reason)
+                        if response.created:
+                            return _Watch(connection, stream, responses[index:])
+        except TimeoutError as err:
+            connection.close()
+            raise _EndpointFailed("no answer in time", sent=True) from err
+        except TransportError as err:
+            connection.close()
+            raise _EndpointFailed(str(err), sent=True) from err
+        except BaseException:
+            connection.close()
+            raise
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -340,69 +347,61 @@ class EtcdClient:
         """POST `body` to the gateway's `path` on the first endpoint that serves it."""
         self._check_open()
 
-        async def attempt(state: _EndpointState, budget: float) -> Mapping[str, Any]:
-            connection = await self._connect(state, budget)
-            try:
-                # A request etcd may have applied is not sent elsewhere: it keeps the whole
-                # remaining budget instead of a share.
-                async with asyncio.timeout(budget if idempotent else None):
-                    await self._send(state, connection, path, body)
-                    return await self._read_json(connection)
-            except TimeoutError as err:
-                raise _EndpointFailed("no answer in time", sent=True) from err
-            finally:
-                connection.close()
+        async def attempt(state: _EndpointState, until: float) -> Mapping[str, Any]:
+            # A request etcd may have applied is never sent elsewhere, so once sent it may
+            # use all the call's time rather than this endpoint's share.
+            return await self._exchange(
+                state, path, body, connect_until=until, answer_until=until if idempotent else None
+            )
 
-        return await self._deadline(
-            what, lambda deadline: self._failover(what, deadline, idempotent, attempt)
-        )
+        return await self._call_with_failover(what, attempt, idempotent=idempotent)
 
-    async def _deadline(self, what: str, run: Callable[[float], Awaitable[T]]) -> T:
-        deadline = asyncio.get_running_loop().time() + self._timeout
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await run(deadline)
-        except TimeoutError as err:
-            raise StoreUnavailableError(
-                f"failed to {what}: no answer from {', '.join(self.endpoints)} "
-                f"within {self._timeout:g} s"
-            ) from err
-
-    async def _failover(
+    async def _call_with_failover(
         self,
         what: str,
-        deadline: float,
-        idempotent: bool,
         attempt: Callable[[_EndpointState, float], Awaitable[T]],
+        *,
+        idempotent: bool,
     ) -> T:
+        """`attempt` on one endpoint after the other, within the call's `timeout`.
+
+        Endpoint k of n left gets 1/k of the remaining time (an absolute deadline), so a
+        black-holed endpoint leaves time for the ones after it.
+        """
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
         failures: list[str] = []
         count = len(self._states)
         first = self._current
-        for offset in range(count):
-            index = (first + offset) % count
-            state = self._states[index]
-            budget = max(0.0, deadline - loop.time()) / (count - offset)
-            try:
-                result = await self._authenticated(state, budget, attempt)
-            except _EndpointFailed as err:
-                failures.append(f"{state.endpoint.url}: {err}")
-                log.debug("etcd endpoint %s failed to %s: %s", state.endpoint.url, what, err)
-                if err.sent and not idempotent:
-                    raise StoreUnavailableError(
-                        f"failed to {what}: {state.endpoint.url}: {err} (outcome unknown)"
-                    ) from err
-                continue
-            except EtcdServerError as err:
-                raise type(err)(f"failed to {what}: {err}", err.code) from err
-            except MalformedResponseError as err:
-                raise MalformedResponseError(
-                    f"failed to {what}: {state.endpoint.url}: {err}"
-                ) from err
-            if index != self._current:
-                log.info("etcd: now using endpoint %s", state.endpoint.url)
-                self._current = index
-            return result
+        try:
+            async with asyncio.timeout_at(deadline):
+                for offset in range(count):
+                    index = (first + offset) % count
+                    state = self._states[index]
+                    until = loop.time() + (deadline - loop.time()) / (count - offset)
+                    try:
+                        result = await self._authenticated(state, until, attempt)
+                    except _EndpointFailed as err:
+                        failures.append(f"{state.endpoint.url}: {err}")
+                        log.debug("etcd %s failed to %s: %s", state.endpoint.url, what, err)
+                        if err.sent and not idempotent:
+                            raise StoreUnavailableError(
+                                f"failed to {what}: {state.endpoint.url}: {err} (outcome unknown)"
+                            ) from err
+                        continue
+                    except EtcdServerError as err:
+                        raise type(err)(f"failed to {what}: {err}", err.code) from err
+                    except MalformedResponseError as err:
+                        raise MalformedResponseError(
+                            f"failed to {what}: {state.endpoint.url}: {err}"
+                        ) from err
+                    if index != self._current:
+                        log.info("etcd: now using endpoint %s", state.endpoint.url)
+                        self._current = index
+                    return result
+        except TimeoutError as err:
+            failures.append(f"no answer within {self._timeout:g} s")
+            raise StoreUnavailableError(f"failed to {what}: {'; '.join(failures)}") from err
         raise StoreUnavailableError(
             f"failed to {what}: no etcd endpoint answered: {'; '.join(failures)}"
         )
@@ -410,99 +409,87 @@ class EtcdClient:
     async def _authenticated(
         self,
         state: _EndpointState,
-        budget: float,
+        until: float,
         attempt: Callable[[_EndpointState, float], Awaitable[T]],
     ) -> T:
         """One attempt on `state`'s endpoint, fetching a new token once if etcd rejects ours."""
         for retry in (False, True):
+            await self._prepare(state, until)
             try:
-                await self._prepare(state, budget)
-                return await attempt(state, budget)
+                return await attempt(state, until)
             except _TokenRejected as err:
                 state.token = None
                 if retry:
                     raise _EndpointFailed(
-                        f"token rejected after re-authenticating: {err}", sent=False
+                        f"token rejected after a new one: {err}", sent=False
                     ) from err
             except EtcdServerError as err:
                 if _is_token_error(err) and not retry:
-                    state.token = None
+                    state.token = None  # etcd refused the request: nothing was applied
                     continue
                 if err.code == GRPC_UNAVAILABLE:
-                    # etcd did not apply it (no leader, request timed out, stopping member).
-                    raise _EndpointFailed(str(err), sent=False) from err
+                    # No leader, a stopping member, or "request timed out" — in the last case
+                    # the request may still be applied, so it counts as sent.
+                    raise _EndpointFailed(str(err), sent=True) from err
                 raise
         raise AssertionError("unreachable")
 
-    async def _prepare(self, state: _EndpointState, budget: float) -> None:
-        """Learn the endpoint's API prefix and, with a username, get it to issue a token."""
+    async def _prepare(self, state: _EndpointState, until: float) -> None:
+        """Learn the endpoint's API prefix and, with a username, get it to issue a token.
+
+        Nothing of the caller's request has been sent yet, so every failure here is `sent=False`.
+        """
         try:
-            await self._prepare_once(state, budget)
+            if state.prefix is None:
+                version = await self._exchange(state, "/version", None, until, until)
+                state.prefix = api_prefix(version)
+            if self._username and state.token is None:
+                body = {"name": self._username, "password": self._password}
+                try:
+                    response = await self._exchange(state, "/auth/authenticate", body, until, until)
+                except EtcdServerError as err:
+                    if err.code == GRPC_UNAVAILABLE:
+                        raise
+                    raise AuthenticationError(
+                        f"authenticate as {self._username!r} at {state.endpoint.url}: {err}",
+                        err.code,
+                    ) from err
+                token = response.get("token")
+                if not isinstance(token, str) or not token:
+                    raise MalformedResponseError("authenticate answered no token")
+                state.token = token
         except _EndpointFailed as err:
-            # Nothing of the caller's request has been sent yet.
             raise _EndpointFailed(str(err), sent=False) from err
+        except EtcdServerError as err:
+            if err.code == GRPC_UNAVAILABLE:
+                raise _EndpointFailed(str(err), sent=False) from err
+            raise
 
-    async def _prepare_once(self, state: _EndpointState, budget: float) -> None:
-        if state.prefix is None:
-            connection = await self._connect(state, budget)
-            try:
-                async with asyncio.timeout(budget):
-                    await connection.send("GET", "/version", [], b"")
-                    state.prefix = api_prefix(await self._read_json(connection))
-            except TimeoutError as err:
-                raise _EndpointFailed("no answer to /version in time", sent=False) from err
-            finally:
-                connection.close()
-        if self._username and state.token is None:
-            body = {"name": self._username, "password": self._password}
-            connection = await self._connect(state, budget)
-            try:
-                async with asyncio.timeout(budget):
-                    await connection.send(
-                        "POST", f"{state.prefix}/auth/authenticate", [], json.dumps(body).encode()
-                    )
-                    response = await self._read_json(connection)
-            except TimeoutError as err:
-                raise _EndpointFailed("no answer to authenticate in time", sent=False) from err
-            except EtcdServerError as err:
-                if err.code == GRPC_UNAVAILABLE:
-                    raise
-                raise AuthenticationError(
-                    f"authenticate as {self._username!r} at {state.endpoint.url}: {err}", err.code
-                ) from err
-            finally:
-                connection.close()
-            token = response.get("token")
-            if not isinstance(token, str) or not token:
-                raise MalformedResponseError("authenticate answered no token")
-            state.token = token
-
-    async def _connect(self, state: _EndpointState, budget: float) -> HTTPConnection:
+    async def _exchange(
+        self,
+        state: _EndpointState,
+        path: str,
+        body: Mapping[str, Any] | None,
+        connect_until: float,
+        answer_until: float | None,
+    ) -> Mapping[str, Any]:
+        """One request and its JSON answer on a new connection. `body` None: GET `path`
+        without the API prefix (`/version`); else POST under the prefix, with the token."""
+        connection = await self._connect(state, connect_until)
         try:
-            async with asyncio.timeout(budget):
-                return await HTTPConnection.open(state.endpoint, self._ssl, self._keepalive)
+            async with asyncio.timeout_at(answer_until):
+                if body is None:
+                    await connection.send("GET", path, [], b"")
+                else:
+                    await self._send(state, connection, path, body)
+                status = await connection.response()
+                data = await connection.body(self._max_response)
         except TimeoutError as err:
-            raise _EndpointFailed(f"connect timed out after {budget:.2g} s", sent=False) from err
-        except TransportError as err:
-            raise _EndpointFailed(str(err), sent=False) from err
-
-    async def _send(
-        self, state: _EndpointState, connection: HTTPConnection, path: str, body: Mapping[str, Any]
-    ) -> None:
-        headers = [("Authorization", state.token)] if state.token else []
-        try:
-            await connection.send(
-                "POST", f"{state.prefix}{path}", headers, json.dumps(body).encode()
-            )
+            raise _EndpointFailed(f"no answer to {path} in time", sent=True) from err
         except TransportError as err:
             raise _EndpointFailed(str(err), sent=True) from err
-
-    async def _read_json(self, connection: HTTPConnection) -> Mapping[str, Any]:
-        try:
-            status = await connection.response()
-            data = await connection.body(self._max_response)
-        except TransportError as err:
-            raise _EndpointFailed(str(err), sent=True) from err
+        finally:
+            connection.close()
         if status != 200:
             raise error_from_body(status, data)
         try:
@@ -512,3 +499,18 @@ class EtcdClient:
         if not isinstance(response, Mapping):
             raise MalformedResponseError(f"response is not a JSON object: {data[:200]!r}")
         return response
+
+    async def _connect(self, state: _EndpointState, until: float) -> HTTPConnection:
+        try:
+            async with asyncio.timeout_at(until):
+                return await HTTPConnection.open(state.endpoint, self._ssl, self._keepalive)
+        except TimeoutError as err:
+            raise _EndpointFailed("connect timed out", sent=False) from err
+        except TransportError as err:
+            raise _EndpointFailed(str(err), sent=False) from err
+
+    async def _send(
+        self, state: _EndpointState, connection: HTTPConnection, path: str, body: Mapping[str, Any]
+    ) -> None:
+        headers = [("Authorization", state.token)] if state.token else []
+        await connection.send("POST", f"{state.prefix}{path}", headers, json.dumps(body).encode())

@@ -463,16 +463,21 @@ def test_username_and_password_with_token_renewal() -> None:
                 await watch.aclose()
                 with pytest.raises(StoreError, match="permission denied"):
                     await client.put("/elsewhere", b"v")
-                await asyncio.sleep(2.5)  # the token expires
-                assert await client.replace(
-                    key,
-                    b"v2",
-                    lease=0,
-                    mod_revision=(await client.get(key) or pytest.fail()).mod_revision,
-                )
+                # Each kind of call finds its token expired once: a watch, a read, a txn.
+                tokens = [client._states[0].token]  # white-box: proves a new token was fetched
+                await asyncio.sleep(2.5)
                 watch = client.watch("/coreos.com/network/", 1)
-                assert len(await next_batch(watch)) >= 1
+                assert len(await next_batch(watch)) == 1
                 await watch.aclose()
+                tokens.append(client._states[0].token)
+                await asyncio.sleep(2.5)
+                current = await client.get(key)
+                assert current is not None
+                tokens.append(client._states[0].token)
+                await asyncio.sleep(2.5)
+                assert await client.replace(key, b"v2", lease=0, mod_revision=current.mod_revision)
+                tokens.append(client._states[0].token)
+                assert None not in tokens and len(set(tokens)) == 4, tokens
             async with client_of(server.endpoints, username="flannel", password="wrong") as client:
                 with pytest.raises(AuthenticationError, match="authenticate as 'flannel'"):
                     await client.get("/coreos.com/network/config")
