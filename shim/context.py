@@ -21,6 +21,7 @@ from shim.store.sandbox_store import SandboxStore
 
 if TYPE_CHECKING:
     from shim.stats_cache import StatsCache
+    from shim.streaming.server import StreamingServer
 
 
 @dataclass
@@ -76,6 +77,8 @@ class ShimContext:
     # What the stats RPCs keep between calls (shim.stats_cache.cache_of), made on first use.
     stats_cache: StatsCache | None = None
     containers: ContainerStore = field(default_factory=ContainerStore)
+    # The server behind the Exec/Attach/PortForward URLs (shim.streaming); main starts it.
+    streaming: StreamingServer | None = None
     # What the metrics families observe (shim.metrics), served on --metrics-address if set.
     metrics: ShimMetrics = field(default_factory=ShimMetrics)
     # The GetContainerEvents stream's source: every verb reports its state changes here.

@@ -46,6 +46,7 @@ from shim.socket_activation import (
 )
 from shim.startup import StartUp
 from shim.store.sandbox_store import SandboxStore
+from shim.streaming.server import StreamingServer
 
 log = logging.getLogger("shim")
 
@@ -180,6 +181,13 @@ def serve_context(ctx: ShimContext, listener: socket.socket | None = None) -> in
         log.error("cri-shim cannot serve metrics on %s: %s", config.metrics_address, err)
         return 1
     ctx.events.start(functools.partial(build_event, ctx))
+    streaming = StreamingServer(config.streaming_bind_addr, ctx.infra.client)
+    try:
+        streaming.start()
+    except OSError as err:
+        log.error("cri-shim cannot serve streaming on %s: %s", config.streaming_bind_addr, err)
+        return 1
+    ctx.streaming = streaming  # before the RPCs that hand out its URLs can be called
     startup = StartUp(ctx, EngineWatcher(ctx, docker_events(ctx)))
     # Under socket activation gRPC listens privately and a relay serves the inherited socket
     # (shim.socket_activation says why), which is never removed: systemd owns it.
@@ -206,6 +214,7 @@ def serve_context(ctx: ShimContext, listener: socket.socket | None = None) -> in
         relay.stop_accepting()  # new callers wait in the backlog for the next cri-shim
     ctx.events.close()  # ends the event streams, which would hold the server's stop
     server.stop(grace=5).wait()
+    streaming.close()  # ends every exec, attach and port-forward session
     if relay is not None:
         relay.close()
     startup.close()

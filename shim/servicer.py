@@ -36,6 +36,10 @@ from shim.sandbox.run import run_pod_sandbox
 from shim.sandbox.stats import list_pod_sandbox_stats, pod_sandbox_stats
 from shim.sandbox.status import pod_sandbox_status
 from shim.sandbox.stop import stop_pod_sandbox
+from shim.streaming.attach import attach_url
+from shim.streaming.exec import exec_url
+from shim.streaming.port_forward import port_forward_url
+from shim.streaming.server import StreamingServer
 
 Ctx = grpc.ServicerContext
 
@@ -216,6 +220,27 @@ class RuntimeService(_Gated):
         # gRPC Python reports "no deadline" as None or as an enormous number of seconds.
         deadline = None if remaining is None or remaining > 1e7 else time.monotonic() + remaining
         return exec_sync(self._ctx, request, deadline=deadline)
+
+    # The streaming RPCs only check the request and hand out a URL: quick, so not in the
+    # lifecycle limit (the work happens on the streaming server's own threads).
+    @maps_errors
+    def Exec(self, request: api_pb2.ExecRequest, context: Ctx) -> api_pb2.ExecResponse:
+        return exec_url(self._ctx, self._streaming(), request)
+
+    @maps_errors
+    def Attach(self, request: api_pb2.AttachRequest, context: Ctx) -> api_pb2.AttachResponse:
+        return attach_url(self._ctx, self._streaming(), request)
+
+    @maps_errors
+    def PortForward(
+        self, request: api_pb2.PortForwardRequest, context: Ctx
+    ) -> api_pb2.PortForwardResponse:
+        return port_forward_url(self._ctx, self._streaming(), request)
+
+    def _streaming(self) -> StreamingServer:
+        if self._ctx.streaming is None:
+            raise UnavailableError("the streaming server is not running")
+        return self._ctx.streaming
 
     @maps_errors
     def ContainerStats(
