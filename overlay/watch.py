@@ -72,7 +72,7 @@ class LeaseCache:
             else:
                 seen[lease.subnet] = lease
         if not own_seen:
-            raise LeaseRevoked(f"lease {self.own.subnet} has been revoked")
+            raise LeaseRevoked(f"lease {self.own.subnet} is gone from the store")
         changes = [
             PeerChange("removed", old) for subnet, old in self.peers.items() if subnet not in seen
         ]
@@ -89,7 +89,7 @@ class LeaseCache:
         for event in events:
             if event.subnet == self.own.subnet:
                 if event.type == "removed":
-                    raise LeaseRevoked(f"lease {self.own.subnet} has been revoked")
+                    raise LeaseRevoked(f"lease {self.own.subnet} is gone from the store")
                 assert event.lease is not None
                 self._check_own(event.lease)
                 continue

@@ -349,7 +349,7 @@ class EtcdSubnetManager:
     async def _current(self, lease: Lease) -> KeyValue:
         kv = await self.store.get(lease.key)
         if kv is None:
-            raise LeaseRevoked(f"lease {lease.key} has been revoked")
+            raise LeaseRevoked(f"lease {lease.key} is gone from the store")
         try:
             current = LeaseAttrs.from_json(kv.value)
         except (ValueError, TypeError) as exc:

@@ -1,0 +1,7 @@
+"""``python -m overlay``: the same as the ``pyflanneld`` console script."""
+
+import sys
+
+from overlay.main import main
+
+sys.exit(main())
