@@ -91,3 +91,10 @@ def test_systemd_analyze_verify_is_silent() -> None:
         )
     assert run.returncode == 0, run.stderr
     assert run.stderr.strip() == "", run.stderr  # warnings such as "Unknown key" count too
+
+
+def test_example_config_file_is_accepted() -> None:
+    config = parse_args(["--config", os.path.join(REPO, "packaging", "cri-shim.toml")])
+    assert config.log_format == "json"
+    assert config.cni_bin_dirs == ("/opt/cni/bin",)
+    assert config.endpoint == DEFAULT_ENDPOINT  # the unit's command line names it
