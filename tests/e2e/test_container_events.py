@@ -68,7 +68,7 @@ class Subscriber:
         return got
 
     def close(self) -> None:
-        self.call.cancel()
+        self.call.cancel()  # type: ignore[no-untyped-call]
         self._thread.join(timeout=10)
 
 
