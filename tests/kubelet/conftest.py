@@ -101,7 +101,9 @@ class Node:
 
 
 @pytest.fixture(scope="module")
-def node(kubelet_bin: str, our_plugins: str) -> Iterator[Node]:
+def node(request: pytest.FixtureRequest, kubelet_bin: str, our_plugins: str) -> Iterator[Node]:
+    """A module may set KUBELET_OVERRIDES (KubeletConfiguration keys, e.g. featureGates) and
+    SHIM_ARGS (extra cri-shim flags) for its own node."""
     pid = os.getpid()
     data_dir = new_workdir()
     plan = NetworkPlan(
@@ -111,7 +113,7 @@ def node(kubelet_bin: str, our_plugins: str) -> Iterator[Node]:
         name="crishim-kubelet",
     )
     shim_dir = new_workdir()
-    shim = Shim(shim_dir, [our_plugins])
+    shim = Shim(shim_dir, [our_plugins], extra_args=list(getattr(request.module, "SHIM_ARGS", [])))
     shim.write_conf("10-kubelet.conflist", plan.conflist())
     chains_before = kubelet_chains()
     kubelet = Kubelet(
@@ -124,6 +126,7 @@ def node(kubelet_bin: str, our_plugins: str) -> Iterator[Node]:
             "containerLogMaxSize": "1Ki",
             "containerLogMaxFiles": 2,
             "containerLogMonitorInterval": "3s",
+            **getattr(request.module, "KUBELET_OVERRIDES", {}),
         },
         # Container GC runs once a minute (fixed); these make it collect every dead instance
         # but the newest at once. Deprecated flags, still accepted by 1.34 (and the defaults).
