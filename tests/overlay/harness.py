@@ -88,15 +88,21 @@ def probe(ns: str, *args: str, timeout: float = 30) -> tuple[int, dict[str, Any]
 
 
 def wait_for(
-    what: str, check: Callable[[], bool], timeout: float = 10, interval: float = 0.1
+    what: str,
+    check: Callable[[], bool],
+    timeout: float = 10,
+    interval: float = 0.1,
+    log: Node | None = None,
 ) -> float:
-    """Poll `check` until true; the seconds it took. Raises naming `what` on timeout."""
+    """Poll `check` until true; the seconds it took. Raises naming `what` on timeout, with the
+    tail of `log`'s daemon log when given."""
     start = time.monotonic()
     while True:
         if check():
             return time.monotonic() - start
         if time.monotonic() - start > timeout:
-            raise HarnessError(f"timed out after {timeout}s waiting for {what}")
+            tail = f"\n{log.ns or 'root'} daemon log:\n{log.log()[-3000:]}" if log else ""
+            raise HarnessError(f"timed out after {timeout}s waiting for {what}{tail}")
         time.sleep(interval)
 
 

@@ -38,6 +38,20 @@ def _vtep_mac(node: Node) -> str:
     return str(vtep["address"])
 
 
+def _target(rule: str) -> str:
+    args = shlex.split(rule)
+    return args[args.index("-j") + 1] if "-j" in args else ""
+
+
+def _rules(save: str, chain: str, target: str = "") -> list[str]:
+    """`chain`'s rules in iptables-save output (only those jumping to `target`, if given)."""
+    return [
+        line
+        for line in save.splitlines()
+        if line.startswith(f"-A {chain} ") and (not target or _target(line) == target)
+    ]
+
+
 # -- 1. allocation ---------------------------------------------------------------------------
 
 
@@ -207,14 +221,6 @@ def test_deleted_vxlan_device_is_restored(vxlan_sim: Simulation) -> None:
     assert node2.running()
 
 
-def _rules(save: str, chain: str, target: str = "") -> list[str]:
-    return [
-        line
-        for line in save.splitlines()
-        if line.startswith(f"-A {chain} ") and (not target or line.endswith(f"-j {target}"))
-    ]
-
-
 def test_deleted_iptables_rule_is_restored(vxlan_sim: Simulation) -> None:
     node1 = vxlan_sim.nodes[1]
     [jump] = _rules(node1.iptables_save("filter"), "FORWARD", "FLANNEL-FWD")
@@ -226,5 +232,5 @@ def test_deleted_iptables_rule_is_restored(vxlan_sim: Simulation) -> None:
         masq = _rules(node1.iptables_save("nat"), "FLANNEL-POSTRTG", "MASQUERADE")
         return bool(_rules(node1.iptables_save("filter"), "FORWARD", "FLANNEL-FWD") and masq)
 
-    took = wait_for("FLANNEL-* rules to be restored", restored, timeout=10)
+    took = wait_for("FLANNEL-* rules to be restored", restored, timeout=10, log=node1)
     assert took <= 6, f"restored after {took:.1f}s; --iptables-resync is 1 s"
