@@ -40,8 +40,6 @@ CAUSES: dict[str, str] = {
     "canonical image and then pulls never sees the canonical name again",
     "busybox-ls-builtin": "busybox-static's sh runs ls as a built-in applet and never execs the "
     "masked /bin/ls",
-    "streaming not implemented yet": "the streaming server (exec/attach/port-forward) is not "
-    "implemented yet",
 }
 SKIP_CAUSES: dict[str, str] = {
     "no-apparmor": "no AppArmor on this kernel",

@@ -10,6 +10,7 @@ fails on any difference: a new failure, and also a spec that newly passes (updat
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -82,6 +83,38 @@ def test_critest_matches_expected(critest_shim: Shim) -> None:
         f"critest: {tally['passed']} passed, {tally['failed']} failed, {tally['skipped']} "
         f"skipped; {len(differences)} specs differ from {suite.EXPECTED}:\n"
         + suite.format_differences(differences)
+    )
+
+
+# critest's switches for client-go's WebSocket clients: exec and attach over
+# v5.channel.k8s.io, port-forward through the SPDY/3.1+portforward.k8s.io tunnel.
+WEBSOCKET_FLAGS = ("-websocket-exec", "-websocket-attach", "-websocket-portforward")
+STREAMING_FOCUS = r"\[k8s\.io\] Streaming"
+
+
+@pytest.mark.timeout(600)
+def test_critest_streaming_over_websocket(critest_shim: Shim) -> None:
+    """The Streaming specs once more, with the WebSocket transports instead of SPDY: every one
+    that passes over SPDY (expected.tsv) must pass here too."""
+    run = suite.run_critest(
+        critest_shim.endpoint, focus=STREAMING_FOCUS, timeout=500, extra=WEBSOCKET_FLAGS
+    )
+    assert run.results, (
+        f"critest wrote no JUnit report (exit {run.returncode}):\n{run.output[-5000:]}"
+        f"\n--- shim log ---\n{critest_shim.log()[-5000:]}"
+    )
+    ran = {name: r for name, r in run.results.items() if r.outcome != "skipped"}
+    print(suite.format_summary(ran, messages=False))
+    wanted = {
+        name
+        for name, e in suite.load_expected().items()
+        if e.outcome == "passed" and re.search(STREAMING_FOCUS, name)
+    }
+    assert len(wanted) == 5, f"expected.tsv lists {len(wanted)} passing Streaming specs, not 5"
+    assert set(ran) == wanted, f"critest ran {sorted(ran)}, expected {sorted(wanted)}"
+    failed = {name: r.message[-2000:] for name, r in ran.items() if r.outcome != "passed"}
+    assert not failed, f"Streaming specs failed over WebSocket: {failed}" + (
+        f"\n--- shim log ---\n{critest_shim.log()[-5000:]}"
     )
 
 
