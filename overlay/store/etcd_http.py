@@ -126,8 +126,10 @@ class HTTPConnection:
                 event = self._http.next_event()
             except h11.RemoteProtocolError as err:
                 raise TransportError(f"bad HTTP from {self.endpoint.url}: {err}") from err
+            if event is h11.PAUSED:  # a second response on a connection that carries one
+                raise TransportError(f"{self.endpoint.url} sent more than one response")
             if event is not h11.NEED_DATA:
-                assert not isinstance(event, type)  # h11.PAUSED is not reached: one exchange
+                assert not isinstance(event, type)
                 return event
             try:
                 data = await self._reader.read(READ_SIZE)

@@ -16,13 +16,15 @@ to 2379/2380 (a fresh namespace has them free) and `host` must be an address of 
 namespace. `EtcdServer.stop()` and `.start()` make an outage and end it (same ports, same data);
 `.post(path, body)` calls the JSON gateway from the server's namespace (for set-up steps such
 as users, auth or compaction); `.log()` is etcd's own output. Everything lives in one temporary
-directory (data, log, certificates), removed on exit.
+directory (data, log, certificates), removed on exit. `OVERLAY_TEST_ETCD=/path/to/etcd` runs
+another etcd build than Debian's `/usr/bin/etcd` (3.4), e.g. a 3.6.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -36,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-ETCD = "/usr/bin/etcd"
+# Debian's etcd 3.4 unless the environment names another build (e.g. a 3.6 to check with).
+ETCD = os.environ.get("OVERLAY_TEST_ETCD", "/usr/bin/etcd")
 
 # Runs in the server's namespace: one gateway request, prints the body, exit 1 on failure.
 _REQUEST_SCRIPT = """

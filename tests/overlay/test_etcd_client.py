@@ -29,13 +29,13 @@ from overlay.store.etcd import (
     StoreUnavailableError,
     WatchEvent,
 )
-from tests.overlay.etcd_server import EtcdServer, etcd_server
+from tests.overlay.etcd_server import ETCD, EtcdServer, etcd_server
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
-        not os.path.exists("/usr/bin/etcd"),
-        reason="etcd-server could not be installed (no /usr/bin/etcd; scripts/setup-host.sh)",
+        not os.path.exists(ETCD),
+        reason=f"etcd-server could not be installed (no {ETCD}; scripts/setup-host.sh)",
     ),
 ]
 
