@@ -157,6 +157,7 @@ class Node:
     proc: subprocess.Popen[bytes] | None = None
     pods: list[Pod] = field(default_factory=list)
     daemon_args: list[str] = field(default_factory=list)
+    _stale_subnet_file: tuple[int, int] | None = None
 
     @property
     def subnet_file(self) -> Path:
@@ -206,6 +207,7 @@ class Node:
         if self.proc is not None and self.proc.poll() is None:
             raise HarnessError(f"daemon of {self.ns} already runs")
         self.daemon_args = list(extra)
+        self._stale_subnet_file = _file_identity(self.subnet_file)
         log = open(self.log_path, "a")  # noqa: SIM115 - handed to the child
         log.write(f"--- start {' '.join(extra)}\n")
         log.flush()
@@ -222,9 +224,17 @@ class Node:
                 raise HarnessError(
                     f"daemon of {self.ns} exited {self.proc.returncode}:\n{self.log()}"
                 )
-            return self.subnet_file.exists()
+            # A file left by the previous run does not count: each start writes it anew.
+            identity = _file_identity(self.subnet_file)
+            return identity is not None and identity != self._stale_subnet_file
 
-        wait_for(f"subnet.env of {self.ns}", ready, timeout=timeout)
+        wait_for(f"subnet.env of {self.ns or 'root'}", ready, timeout=timeout)
+
+    def restart(self, sig: int = signal.SIGTERM) -> int | None:
+        """Stop and start again with the same flags; the stopped daemon's exit status."""
+        code = self.stop(sig)
+        self.start(*self.daemon_args)
+        return code
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
         """Stop the daemon; its exit status (None when it was not running)."""
@@ -582,6 +592,14 @@ def reachable(src_ns: str, dst_ip: str, size: int = 84, df: bool = False) -> boo
     args = ["ping", dst_ip, "--count", "2", "--timeout", "1", "--size", str(size)]
     code, _ = probe(src_ns, *args, *(["--df"] if df else []))
     return code == 0
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
 
 
 def _b64(text: str) -> str:

@@ -120,8 +120,7 @@ def test_restart_keeps_lease_mac_and_peers_and_loses_no_ping(life_sim: Simulatio
         sorted(map(str, node1.neighbours())),
     )
     ping = ContinuousPing(life_sim, pod1.name, pod2.ip, seconds=5)
-    assert node2.stop(signal.SIGTERM) == 0
-    node2.start()
+    assert node2.restart(signal.SIGTERM) == 0
     result = ping.result()
     assert result["sent"] and result["received"] == result["sent"], result
     vtep = node2.vtep()
@@ -144,7 +143,7 @@ def test_restart_after_the_key_was_deleted_reuses_the_previous_subnet(
     subnet = node2.subnet
     node2.stop(signal.SIGTERM)
     life_sim.delete(_key(node2))
-    node2.start()
+    node2.start(*node2.daemon_args)
     assert node2.subnet == subnet
     assert subnet.replace("/", "-") in life_sim.leases()
     life_sim.wait_converged()
@@ -158,11 +157,11 @@ def test_stale_entries_of_a_node_that_left_while_the_daemon_was_down_are_removed
     node1.stop(signal.SIGTERM)
     node3.stop(signal.SIGTERM)
     life_sim.delete(_key(node3))
-    node1.start()
+    node1.start(*node1.daemon_args)
     wait_for("node 1 to drop node 3's entries", lambda: _has_none(node1, node3), timeout=5)
     assert _has_all(node1, node2)
     assert reachable(node1.pods[0].name, node2.pods[0].ip)
-    node3.start()  # back for the tests that follow
+    node3.start(*node3.daemon_args)  # back for the tests that follow
     life_sim.wait_converged()
 
 
