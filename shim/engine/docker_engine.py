@@ -150,16 +150,17 @@ class DockerInfraRuntime:
                 f"failed to start container {container_id}: {_reason(err)}"
             ) from err
 
-    def write_resolv_conf(self, container_id: str, content: str) -> None:
+    def write_resolv_conf(self, state: InfraState, content: str) -> None:
         # Docker writes its own resolv.conf for the container and bind-mounts it; replacing its
         # content is how the pod's DNSConfig takes effect (Docker has no "search only" option).
         try:
-            path = self._api.inspect_container(container_id)["ResolvConfPath"]
-            with open(path, "w") as f:
+            if not state.resolv_conf_path:
+                raise OSError(f"docker reports no ResolvConfPath for container {state.id}")
+            with open(state.resolv_conf_path, "w") as f:
                 f.write(content)
-        except (docker.errors.DockerException, OSError, KeyError) as err:
+        except OSError as err:
             raise InfraRuntimeError(
-                f"failed to write resolv.conf of infra container {container_id}: {err}"
+                f"failed to write resolv.conf of infra container {state.id}: {err}"
             ) from err
 
     def inspect(self, container_id: str) -> InfraState | None:
@@ -179,6 +180,7 @@ class DockerInfraRuntime:
             started_at=str(state.get("StartedAt", "")),
             labels=dict(data["Config"].get("Labels") or {}),
             created_at_ns=rfc3339_ns(data["Created"]),
+            resolv_conf_path=str(data.get("ResolvConfPath") or ""),
         )
 
     def stop(self, container_id: str, timeout: int) -> None:

@@ -42,6 +42,22 @@ def parse_ppid(stat: str) -> int:
     return int(rest[1])
 
 
+def parse_start_time(stat: str) -> int:
+    """When the process started (field 22 of `/proc/<pid>/stat`, clock ticks since boot):
+    with the PID, it names one process for good, as a PID alone does not once reused."""
+    rest = stat[stat.rindex(")") + 1 :].split()
+    return int(rest[19])
+
+
+def process_start_time(pid: int, proc_root: str = "/proc") -> int | None:
+    """The start time of `pid`, or None when no such process exists."""
+    try:
+        with open(f"{proc_root}/{pid}/stat") as f:
+            return parse_start_time(f.read())
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
 def read_ppids(proc_root: str = "/proc") -> dict[int, int]:
     """PID → parent PID of every process now in `proc_root`; one that exits mid-walk is skipped."""
     table: dict[int, int] = {}

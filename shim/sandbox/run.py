@@ -12,7 +12,8 @@ from cri_api import api_pb2
 from shim.context import ShimContext
 from shim.engine import labels as L
 from shim.engine.naming import sandbox_name
-from shim.engine.protocol import InfraSpec
+from shim.engine.proc_tree import process_start_time
+from shim.engine.protocol import InfraSpec, InfraState
 from shim.errors import (
     AlreadyExistsError,
     CancelledError,
@@ -123,20 +124,25 @@ def _create_to_ready(
     _check_wanted(wanted, sandbox_id, "starting it")
     ctx.infra.start(sandbox_id)
     ctx.liveness.mark(sandbox_id, True)
-    if config.HasField("dns_config") and not record.host_network:
-        ctx.infra.write_resolv_conf(sandbox_id, resolv_conf(config.dns_config))
-    steps.mark("start")
     if record.host_network:
+        steps.mark("start")
         _mark_ready(ctx, record, steps)
         return
+    started = _running(ctx, sandbox_id)  # the one inspect: its pid and resolv.conf
+    if config.HasField("dns_config"):
+        ctx.infra.write_resolv_conf(started, resolv_conf(config.dns_config))
+    steps.mark("start")
 
     # 6. netns: pin the namespace itself, so no later step depends on the pid staying ours.
-    pid = _running_pid(ctx, sandbox_id)
+    pid = started.pid
+    born = process_start_time(pid)
     netns_path = ctx.netns_path(sandbox_id)
     pin(pid, netns_path)
     undo.push(UNDO_PIN, lambda: unpin(netns_path))
-    after = ctx.infra.inspect(sandbox_id)
-    if after is None or after.pid != pid or not same_namespace(netns_path, f"/proc/{pid}/ns/net"):
+    # What was pinned is the infra container's namespace only if its process still lives: a
+    # PID reused after the container exited has another start time (no Docker round trip).
+    alive = born is not None and process_start_time(pid) == born
+    if not alive or not same_namespace(netns_path, f"/proc/{pid}/ns/net"):
         raise InfraRuntimeError(f"infra container {sandbox_id} exited while its netns was pinned")
     record.netns_path = netns_path
     steps.mark("pin")
@@ -286,8 +292,8 @@ def _infra_spec(
     )
 
 
-def _running_pid(ctx: ShimContext, sandbox_id: str) -> int:
+def _running(ctx: ShimContext, sandbox_id: str) -> InfraState:
     state = ctx.infra.inspect(sandbox_id)
     if state is None or not state.running or state.pid <= 0:
         raise InfraRuntimeError(f"infra container {sandbox_id} is not running after start")
-    return state.pid
+    return state

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import signal
 
 import pytest
 
-from shim.engine.proc_tree import descendants, in_container, kill_tree, parse_ppid, read_ppids
+from shim.engine.proc_tree import (
+    descendants,
+    in_container,
+    kill_tree,
+    parse_ppid,
+    parse_start_time,
+    process_start_time,
+    read_ppids,
+)
 
 CID = "c0ffee" * 10 + "abcd"
 OTHER = "beef" * 16
@@ -122,3 +131,24 @@ def test_kill_tree_walks_again_for_children_forked_during_the_walk(
 
     kill = ForkingKill()
     assert kill_tree(100, CID, str(tmp_path), kill) == [100, 101, 102]
+
+
+# A real /proc/<pid>/stat line (proc(5)): starttime is field 22, here 8923.
+_STAT = (
+    "1234 (pause) S 1200 1234 1234 0 -1 4194560 96 0 0 0 0 0 0 0 20 0 1 0 8923 "
+    "1048576 1 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "start"),
+    [(_STAT, 8923), (_STAT.replace("(pause)", "(a) b (c)"), 8923)],
+)
+def test_parse_start_time(line: str, start: int) -> None:
+    assert parse_start_time(line) == start
+
+
+def test_process_start_time_of_this_process_and_of_none(tmp_path: pathlib.Path) -> None:
+    mine = process_start_time(os.getpid())
+    assert mine is not None and mine == process_start_time(os.getpid())
+    assert process_start_time(4242, proc_root=str(tmp_path)) is None
