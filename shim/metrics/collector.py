@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 
 from cri_api import api_pb2
 from shim.metrics.registry import PREFIX
+from shim.sandbox.convert import sandbox_state
 
 if TYPE_CHECKING:
     from shim.context import ShimContext
@@ -125,8 +126,6 @@ class ContextSources:
         self._ctx = ctx
 
     def sandbox_states(self) -> Mapping[str, int]:
-        from shim.sandbox.convert import sandbox_state
-
         running = self._ctx.liveness.running()
         counted: Counter[str] = Counter()
         for record in self._ctx.store.all():
