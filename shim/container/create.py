@@ -128,8 +128,15 @@ def log_file(log_directory: str, log_path: str) -> str:
 
 
 def _require_ready(ctx: ShimContext, sandbox: SandboxRecord) -> None:
-    infra = ctx.infra.inspect(sandbox.id)
-    if sandbox.state is not SandboxState.READY or infra is None or not infra.running:
+    # The watcher's view of the infra containers when it has one (as PodSandboxStatus): an
+    # inspect would wait behind other containers' starts in Docker while pods start in bulk.
+    running_now = ctx.liveness.running()
+    if running_now is not None:
+        running = sandbox.id in running_now
+    else:
+        infra = ctx.infra.inspect(sandbox.id)
+        running = infra is not None and infra.running
+    if sandbox.state is not SandboxState.READY or not running:
         raise FailedPreconditionError(
             f"pod sandbox {sandbox.id} is not ready: containers can only be created in a ready"
             " sandbox"

@@ -7,11 +7,12 @@ import json
 import subprocess
 import time
 
+import grpc
 import pytest
 
 from cri_api import api_pb2
 from tests.e2e.conftest import Pods
-from tests.e2e.harness import POD_NAMESPACE, Shim, pod_config
+from tests.e2e.harness import POD_NAMESPACE, Shim, container_config, details, pod_config
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +62,8 @@ def test_status_sees_an_infra_container_killed_behind_its_back(shim: Shim, pods:
     verbose = shim.status(sid, verbose=True)
     assert verbose.status.state == api_pb2.SANDBOX_NOTREADY
     assert json.loads(verbose.info["info"])["infraContainer"] == {"exists": True, "running": False}
+    # CreateContainer asks the same view: no container joins a dead infra container.
+    with pytest.raises(grpc.RpcError) as refused:
+        shim.create_container(sid, container_config("late", ["/bin/true"]), pod_config())
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert sid in details(refused.value)
