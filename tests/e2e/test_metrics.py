@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Pods, running_shim
-from tests.e2e.harness import POD_NAMESPACE, TEST_IMAGE, NetworkPlan, Shim, tool
+from tests.e2e.harness import POD_NAMESPACE, TEST_IMAGE, NetworkPlan, Shim, pod_config, tool
 
 pytestmark = [
     pytest.mark.integration,
@@ -243,3 +243,14 @@ def _value(families: dict[str, list[tuple[str, dict[str, str], float]]], sample:
     assert family is not None, f"no family for {sample}"
     return sum(v for name, got, v in families[family] if name == sample
                and all(got.get(k) == want for k, want in labels.items()))  # fmt: skip
+
+
+def test_startup_steps_survive_a_restart(shim: Shim, pods: Pods) -> None:
+    """The steps are in the checkpoint: a shim killed and started again still shows them."""
+    sandbox_id = pods.add(shim.run_pod(pod_config()))
+    before = json.loads(shim.status(sandbox_id, verbose=True).info["info"])["startupSteps"]
+    assert [s["step"] for s in before][-1] == "network"
+    shim.kill()
+    shim.start()
+    after = json.loads(shim.status(sandbox_id, verbose=True).info["info"])["startupSteps"]
+    assert after == before
