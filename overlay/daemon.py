@@ -223,10 +223,14 @@ class Daemon:
     async def _traffic_forever(self, traffic: TrafficRules) -> None:
         while True:
             await asyncio.sleep(self.options.iptables_resync)
+            started = time.monotonic()
             try:
                 await asyncio.to_thread(traffic.sync)
             except TrafficError as exc:
                 log.error("%s", exc)
+            took = time.monotonic() - started
+            if took > self.options.iptables_resync:
+                log.warning("iptables resync took %.1fs (the xtables lock is busy?)", took)
 
 
 async def serve_healthz(host: str, port: int) -> None:

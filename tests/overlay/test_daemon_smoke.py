@@ -31,6 +31,12 @@ NODE_IP = "192.0.2.10"
 PEER_IP = "192.0.2.20"
 PEER_MAC = "02:aa:bb:cc:dd:01"
 CONFIG = {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}
+HEALTHZ_PORT = 18671  # inside the test's own namespace: nothing else listens there
+HEALTHZ_GET = f"""
+import urllib.request
+with urllib.request.urlopen("http://127.0.0.1:{HEALTHZ_PORT}/healthz", timeout=5) as r:
+    print(r.status, r.read().decode().strip())
+"""
 
 
 def _b64(text: str) -> str:
@@ -266,9 +272,70 @@ def test_daemon_on_one_node(node: Node) -> None:
     nat = ns_run(node.ns, "iptables-save", "-t", "nat")
     assert "-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4" in nat
 
+    # A changed Backend.MTU is applied to the existing device on restart (flannel#1775), and
+    # the healthz server answers.
+    assert node.stop() == 0
+    node.put(f"{PREFIX}/config", json.dumps({**CONFIG, "Backend": {"Type": "vxlan", "MTU": 1400}}))
+    node.start("--healthz-ip", "127.0.0.1", "--healthz-port", str(HEALTHZ_PORT))
+    node.wait_ready()
+    wait_for("the new MTU in subnet.env", lambda: node.env()["FLANNEL_MTU"] == "1350", 5)
+    assert _vtep(node)["mtu"] == 1350
+    healthz = ns_run(node.ns, sys.executable, "-c", HEALTHZ_GET)
+    assert healthz.strip() == "200 flanneld is running"
+
     # Our lease deleted: the daemon exits non-zero.
     node.delete(key)
     assert node.proc is not None
     node.proc.wait(timeout=10)
     assert node.proc.returncode == 1, node.log()
     assert "Lease has been revoked" in node.log()
+
+
+def _peer_value(mac: str = PEER_MAC, backend: str = "vxlan") -> str:
+    data = {"BackendData": {"VNI": 1, "VtepMAC": mac}} if backend == "vxlan" else {}
+    return json.dumps({"PublicIP": PEER_IP, "BackendType": backend, **data})
+
+
+def test_direct_routing_uses_a_plain_route_on_one_l2(node: Node) -> None:
+    node.put(
+        f"{PREFIX}/config",
+        json.dumps({**CONFIG, "Backend": {"Type": "vxlan", "DirectRouting": True}}),
+    )
+    node.start()
+    node.wait_ready()
+    node.put(f"{PREFIX}/subnets/10.244.250.0-24", _peer_value())
+
+    def direct() -> bool:
+        routes = ip_json(node.ns, "-4", "route", "show", "proto", "241")
+        return any(
+            r["dst"] == "10.244.250.0/24" and r.get("gateway") == PEER_IP and r["dev"] == "eth0"
+            for r in routes
+        )
+
+    wait_for("the direct route", direct, 5)
+    assert _peer_entries(node, "10.244.250.0/24")[1:] == (False, False)  # no neighbour, no FDB
+
+
+def test_host_gw_routes_via_the_peer_and_restores_a_deleted_route(node: Node) -> None:
+    node.put(f"{PREFIX}/config", json.dumps({**CONFIG, "Backend": {"Type": "host-gw"}}))
+    # Behind NAT (public IP is not the interface's): refused with a clear error.
+    node.start("--public-ip", "203.0.113.7")
+    assert node.proc is not None
+    assert node.proc.wait(timeout=15) == 1
+    assert "public IP 203.0.113.7 is not the address 192.0.2.10 of eth0" in node.log()
+    node.start()
+    node.wait_ready()
+    assert node.env()["FLANNEL_MTU"] == "1500"
+    node.put(f"{PREFIX}/subnets/10.244.250.0-24", _peer_value(backend="host-gw"))
+    # A peer that is not on our L2 is refused, not routed into the void.
+    off_l2 = json.dumps({"PublicIP": "198.51.100.9", "BackendType": "host-gw"})
+    node.put(f"{PREFIX}/subnets/10.244.251.0-24", off_l2)
+
+    def routes() -> dict[str, str]:
+        found = ip_json(node.ns, "-4", "route", "show", "proto", "241")
+        return {r["dst"]: f"{r.get('gateway')} {r['dev']}" for r in found}
+
+    wait_for("the host-gw route", lambda: routes() == {"10.244.250.0/24": f"{PEER_IP} eth0"}, 5)
+    ns_run(node.ns, "ip", "route", "del", "10.244.250.0/24")
+    wait_for("the route to come back", lambda: "10.244.250.0/24" in routes(), 5)
+    assert "is not on the L2 segment of eth0" in node.log()
