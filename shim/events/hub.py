@@ -9,7 +9,8 @@ thread keeps the order of events as they were reported; building the statuses (D
 inspects) is off the RPC threads.
 
 STOPPED is reported once per container or sandbox: StopContainer and Docker's `die` event
-both see the same exit, and kubelet calls StopPodSandbox again and again.
+both see the same exit, and kubelet calls StopPodSandbox again and again. Nothing is reported
+after DELETED: a late Docker event for a container already removed finds it gone again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import contextlib
 import logging
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
@@ -37,6 +39,8 @@ DEFAULT_BUFFER = 256
 MAX_SUBSCRIBERS = 8
 # Changes waiting to be built: our own verbs report them, so only a stuck builder fills this.
 PENDING_LIMIT = 10000
+# Deleted ids remembered to drop late reports about them (ids are never reused).
+DELETED_MEMORY = 4096
 
 STOPPED = api_pb2.CONTAINER_STOPPED_EVENT
 DELETED = api_pb2.CONTAINER_DELETED_EVENT
@@ -71,6 +75,7 @@ class ContainerEvents:
         self._broadcaster: Broadcaster[Event] = Broadcaster(buffer, max_subscribers)
         self._pending: queue.Queue[Change | None] = queue.Queue(PENDING_LIMIT)
         self._stopped: set[str] = set()
+        self._deleted: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
         self._on_sent = on_sent
         self._on_dropped = on_dropped
@@ -102,12 +107,17 @@ class ContainerEvents:
 
     def report(self, change: Change) -> None:
         with self._lock:
+            if change.container_id in self._deleted:
+                return
             if change.event_type == STOPPED:
                 if change.container_id in self._stopped:
                     return
                 self._stopped.add(change.container_id)
             elif change.event_type == DELETED:
                 self._stopped.discard(change.container_id)
+                self._deleted[change.container_id] = None
+                if len(self._deleted) > DELETED_MEMORY:
+                    self._deleted.popitem(last=False)
             if self._closed or not self._broadcaster.count():
                 return  # nobody listens: nothing is built
         try:

@@ -16,6 +16,7 @@ import grpc
 import pytest
 
 from cri_api import api_pb2, api_pb2_grpc
+from shim.events.hub import MAX_SUBSCRIBERS
 from tests.e2e.conftest import Pods, running_shim
 from tests.e2e.harness import NetworkPlan, Shim, container_config, pod_config
 from tests.e2e.test_metrics import free_port, scrape
@@ -209,3 +210,28 @@ def test_slow_subscriber_is_dropped_and_others_keep_receiving(
     finally:
         slow_channel.close()
     assert "fell 4 events behind and were disconnected" in shim.log()
+
+
+def test_subscribers_are_bounded_and_other_calls_still_answer(
+    events_shim: tuple[Shim, int],
+) -> None:
+    """Each stream holds a server thread: past MAX_SUBSCRIBERS a new one is refused with
+    RESOURCE_EXHAUSTED, and the other RPCs keep answering meanwhile."""
+    shim, port = events_shim
+    subscribers = [Subscriber(shim) for _ in range(MAX_SUBSCRIBERS)]
+    try:
+        wait_subscribers(port, MAX_SUBSCRIBERS)
+        refused = Subscriber(shim)
+        deadline = time.monotonic() + 10
+        while refused.error is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert refused.error is not None
+        assert refused.error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"{MAX_SUBSCRIBERS} event subscribers" in (refused.error.details() or "")
+        version = shim.runtime().Version(api_pb2.VersionRequest(), timeout=5)
+        assert version.runtime_name == "cri-shim"
+        assert shim.list_pods() is not None
+    finally:
+        for subscriber in subscribers:
+            subscriber.close()
+    wait_subscribers(port, 0)

@@ -82,7 +82,7 @@ def _event(change: Change) -> api_pb2.ContainerEventResponse:
     )
 
 
-def test_hub_sends_one_stopped_per_container_and_builds_nothing_unheard() -> None:
+def test_hub_sends_one_stopped_nothing_after_deleted_and_builds_nothing_unheard() -> None:
     built: list[Change] = []
     sent: list[int] = []
 
@@ -101,6 +101,8 @@ def test_hub_sends_one_stopped_per_container_and_builds_nothing_unheard() -> Non
             api_pb2.CONTAINER_STOPPED_EVENT,
             api_pb2.CONTAINER_STOPPED_EVENT,  # StopContainer and Docker's die: one event
             api_pb2.CONTAINER_DELETED_EVENT,
+            api_pb2.CONTAINER_DELETED_EVENT,  # a late Docker event finds it gone again
+            api_pb2.CONTAINER_STOPPED_EVENT,
         ):
             hub.report(Change("c1", "s", kind))
         got = [sub.get(2) for _ in range(4)]
