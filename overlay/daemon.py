@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ CONFIG_RETRY = 1.0  # flannel's getConfig loop
 RETRY_MIN = 0.5
 RETRY_MAX = 10.0
 CHECK_INTERVAL = 2.0  # how soon a deleted device or route comes back
+BRIDGE_NF_CALL_IPTABLES = "/proc/sys/net/bridge/bridge-nf-call-iptables"
 
 
 @dataclass
@@ -160,6 +162,12 @@ class Daemon:
             random_fully=opts.random_fully,
         )
         await asyncio.to_thread(traffic.sync)
+        if not os.path.exists(BRIDGE_NF_CALL_IPTABLES):
+            # flanneld exits here; a node without br_netfilter still routes pod traffic, only
+            # bridged traffic skips iptables (CROSS-NODE.md section 6, pitfall 6): warn.
+            log.warning(
+                "%s is missing: is the br_netfilter module loaded?", BRIDGE_NF_CALL_IPTABLES
+            )
         # 7. The peers: the first snapshot is applied (and stale entries removed) before the
         # node says it is ready, so a pod started right after reaches every peer.
         self.cache = LeaseCache(self.lease)

@@ -1,9 +1,10 @@
 """The ``pyflanneld`` command: flanneld's flags (and ``FLANNELD_*`` environment), logging,
 signals, exit codes.
 
-Exit 0 on SIGTERM/SIGINT, leaving the lease and the kernel state for the next start; exit 1 on
-a bad config or flag, a kernel refusal at start-up, or a lease that was revoked ("Lease has
-been revoked. Shutting down daemon.", as flanneld says) - a supervisor restarts us then.
+Exit 0 on SIGTERM/SIGINT, leaving the lease and the kernel state for the next start; exit 2 on
+a bad flag (argparse's usage error); exit 1 on a bad network config, a kernel refusal at
+start-up, or a lease that was revoked ("Lease has been revoked. Shutting down daemon.", as
+flanneld says) - a supervisor restarts us then.
 """
 
 from __future__ import annotations

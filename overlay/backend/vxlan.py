@@ -14,7 +14,7 @@ import contextlib
 import ipaddress
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from overlay.backend import ExternalInterface
 from overlay.backend.kernel import Kernel, Route, random_mac
@@ -181,7 +181,9 @@ class VxlanBackend:
         changed = await self._up_and_check_mac()
         published = vtep_mac_of(lease.attrs)
         if changed or published != self.mac:
-            return self.attrs()
+            # The daemon republishes these attrs; remember them as the published ones.
+            self.lease = replace(lease, attrs=self.attrs())
+            return self.lease.attrs
         return None
 
     # Peers.

@@ -249,6 +249,11 @@ def test_daemon_on_one_node(node: Node) -> None:
     wait_for("its address", lambda: len(_vtep(node)["addr_info"]) >= 1, 5)
     assert _vtep(node)["address"] == vtep["address"]
 
+    # A MAC changed behind our back (udev, flannel#1795) is put back: peers hold the old one.
+    ns_run(node.ns, "ip", "link", "set", "flannel.1", "address", "02:00:00:00:be:ef")
+    wait_for("the published MAC back", lambda: _vtep(node)["address"] == vtep["address"], 10)
+    assert node.leases()[key][0]["BackendData"]["VtepMAC"] == vtep["address"]
+
     # SIGTERM: exit 0, the lease and the device stay.
     assert node.stop() == 0, node.log()
     assert key in node.leases()
