@@ -23,6 +23,7 @@ def attach_url(
         container_id=record.id,
         tty=request.tty,
         container_tty=record.spec.tty,
+        stdin_once=record.spec.stdin_once,
         # Docker refuses stdin to a container created without it: leave it out instead.
         stdin=request.stdin and record.spec.stdin,
         stdout=request.stdout,

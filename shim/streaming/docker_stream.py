@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import socket
 import time
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from shim.engine import proc_tree
 from shim.engine.docker_exec import SETTLE_TIMEOUT
 from shim.engine.stdcopy import DemuxError, Stream, StreamDemuxer
 from shim.errors import FailedPreconditionError, InfraRuntimeError, NotFoundError
@@ -153,6 +156,31 @@ def exec_exit_code(client: docker.APIClient, exec_id: str, container_id: str) ->
             )
         time.sleep(pause)
         pause = min(pause * 2, 0.1)
+
+
+def hang_up_exec(
+    client: docker.APIClient, exec_id: str, container_id: str, grace: float = 1.0
+) -> None:
+    """The client left while the exec still runs: SIGHUP it, as a closed terminal would, and
+    SIGKILL what is left of its process tree after `grace` (containerd kills an exec whose
+    stream is gone; Docker would leave it running, moby#9098)."""
+    try:
+        info = client.exec_inspect(exec_id)
+        pid = int(info.get("Pid") or 0)
+        if not info.get("Running") or not pid:
+            return
+        if proc_tree.in_container(pid, container_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+        give_up = time.monotonic() + grace
+        while time.monotonic() < give_up:
+            time.sleep(0.05)
+            if not client.exec_inspect(exec_id).get("Running"):
+                return
+        killed = proc_tree.kill_tree(pid, container_id)
+        log.info("exec %s in %s outlived its client: killed pids %s", exec_id, container_id, killed)
+    except docker.errors.DockerException as err:
+        log.warning("failed to end exec %s in %s: %s", exec_id, container_id, err)
 
 
 def resize_exec(client: docker.APIClient, exec_id: str, width: int, height: int) -> None:

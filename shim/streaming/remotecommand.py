@@ -21,6 +21,7 @@ from shim.streaming import status
 from shim.streaming.docker_stream import (
     DockerStream,
     exec_exit_code,
+    hang_up_exec,
     resize_container,
     resize_exec,
     start_attach,
@@ -125,12 +126,19 @@ class RemoteCommandSession:
                 log.debug("stdin of %s in %s dropped: %s", self._verb, self.container_id, err)
 
     def stdin_eof(self) -> None:
-        if self._stream is not None:
-            self._stream.close_stdin()
+        if self._stream is None:
+            return
+        if isinstance(self._target, AttachTarget) and not self._target.stdin_once:
+            # Docker would end the whole attach (its output too) on stdin's EOF; the
+            # container's stdin stays open anyway, so keep the output coming as containerd
+            # does, until the container or the client ends.
+            return
+        self._stream.close_stdin()
 
     def resize(self, width: int, height: int) -> None:
         if not self._target.tty or self._stream is None:
             return
+        log.debug("%s in %s: resized to %dx%d", self._verb, self.container_id, width, height)
         if isinstance(self._target, ExecTarget):
             resize_exec(self._client, self._exec_id, width, height)
         else:
@@ -140,8 +148,11 @@ class RemoteCommandSession:
         """The client is gone: close Docker's connection (the process sees its stdin end,
         a TTY is hung up) and wait for the pump."""
         self._aborted.set()
+        running = self._pump is not None and self._pump.is_alive()
         if self._stream is not None:
             self._stream.close()
+        if running and isinstance(self._target, ExecTarget):
+            hang_up_exec(self._client, self._exec_id, self.container_id)
         self.join()
 
     def join(self, timeout: float | None = 10) -> None:

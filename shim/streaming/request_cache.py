@@ -37,12 +37,14 @@ class ExecTarget:
 
 @dataclass(frozen=True)
 class AttachTarget:
-    """A validated Attach request: the container's main process. `container_tty` is how the
-    container was created, which decides Docker's framing of its output."""
+    """A validated Attach request: the container's main process. `container_tty` and
+    `stdin_once` are how the container was created: the first decides Docker's framing of its
+    output, the second whether the client's end of stdin ends the container's."""
 
     container_id: str
     tty: bool
     container_tty: bool
+    stdin_once: bool
     stdin: bool
     stdout: bool
     stderr: bool

@@ -21,14 +21,20 @@ import logging
 import socket
 import threading
 import time
-from typing import Any
 
 import docker
 import h11
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 
-from shim.streaming import negotiate, urls
+from shim.streaming import (
+    negotiate,
+    spdy_session,
+    urls,
+    ws_port_forward,
+    ws_remotecommand,
+    ws_tunnel,
+)
 from shim.streaming.link import SocketLink
 from shim.streaming.netns_dial import NetnsSocketFactory
 from shim.streaming.request_cache import (
@@ -231,13 +237,7 @@ class StreamingServer:
         )
         sock.settimeout(HANDSHAKE_TIMEOUT)
         sock.sendall(response or b"")
-        link = SocketLink(sock, rest)
-        self._run_spdy(link, protocol, target)
-
-    def _run_spdy(self, link: Any, protocol: str, target: StreamTarget) -> None:
-        from shim.streaming import spdy_session
-
-        spdy_session.serve(link, protocol, self.client, self.dialer, target)
+        spdy_session.serve(SocketLink(sock, rest), protocol, self.client, self.dialer, target)
 
     def _websocket(
         self, sock: socket.socket, raw: bytes, verb: str, target: StreamTarget, rest: bytes
@@ -274,19 +274,13 @@ class StreamingServer:
         chosen = protocol or negotiate.V1
         if isinstance(target, PortForwardTarget):
             if chosen == negotiate.SPDY_TUNNEL:
-                from shim.streaming import spdy_session, ws_tunnel
-
                 spdy_session.serve(
                     ws_tunnel.TunnelLink(link), negotiate.PORT_FORWARD, self.client,
                     self.dialer, target,
                 )  # fmt: skip
                 return
-            from shim.streaming import ws_port_forward
-
             ws_port_forward.serve(link, chosen, self.dialer, target)
         else:
-            from shim.streaming import ws_remotecommand
-
             ws_remotecommand.serve(link, chosen, self.client, target)
 
 
