@@ -258,3 +258,42 @@ def test_etcd_outage_keeps_traffic_and_watches_resume_after_compaction(
     pod6 = node6.add_pod()
     assert reachable(node1.pods[0].name, pod6.ip)
     assert all(n.running() for n in (node1, node2, node3))
+    # The scenario's premise: the daemons did retry, and did meet the compaction.
+    logs = [n.log() for n in (node1, node2, node3)]
+    assert all("retrying" in text for text in logs), logs[0]
+    assert any("compacted" in text for text in logs), logs[0]
+
+
+# -- reservations and a changed MTU (issue 11 "where flannel is known to be wrong") ------------
+
+
+def test_a_reservation_is_taken_and_stays_lease_less(life_sim: Simulation) -> None:
+    node1 = life_sim.nodes[1]
+    node6 = life_sim.add_node(6)
+    key = f"{life_sim.prefix_key}/subnets/10.244.250.0-24"
+    reservation = {"PublicIP": node6.public_ip, "PublicIPv6": None}
+    life_sim.put(key, json.dumps(reservation))  # no lease: a reservation (reservations.md)
+    node6.start("--ip-masq")
+    assert node6.subnet == "10.244.250.0/24"
+    value, lease_id = life_sim.leases()["10.244.250.0-24"]
+    assert lease_id == 0, "the reservation got a lease"
+    assert value["PublicIP"] == node6.public_ip and value["BackendType"] == "vxlan"
+    wait_for("node 1 to learn node 6", lambda: _has_all(node1, node6), timeout=5)
+    node6.restart()
+    assert node6.subnet == "10.244.250.0/24"
+    assert life_sim.leases()["10.244.250.0-24"][1] == 0, "the restart gave it a lease"
+
+
+def test_a_changed_mtu_is_applied_at_restart(life_sim: Simulation) -> None:
+    node1, node2 = life_sim.nodes[1], life_sim.nodes[2]
+    config = {**VXLAN_CONFIG, "Backend": {"Type": "vxlan", "MTU": 1400}}
+    life_sim.put_config(config)
+    node1.restart()
+    vtep = node1.vtep()
+    assert vtep is not None and vtep["mtu"] == 1350
+    assert node1.subnet_env()["FLANNEL_MTU"] == "1350"
+    assert reachable(node1.ns, node2.pods[0].ip, size=1350, df=True)
+    life_sim.put_config(VXLAN_CONFIG)
+    node1.restart()
+    vtep = node1.vtep()
+    assert vtep is not None and vtep["mtu"] == 1450
