@@ -304,6 +304,20 @@ class Node:
         value: list[dict[str, Any]] = json.loads(out) if out else []
         return value
 
+    def conntrack(self) -> list[tuple[str, str, str, str, str]]:
+        """(protocol, original src, original dst, reply src, reply dst) of each IPv4 entry in
+        this node's conntrack table (per netns; there is no conntrack tool on this host)."""
+        entries = []
+        for line in self.exec("cat", "/proc/net/nf_conntrack").splitlines():
+            fields = line.split()
+            if not fields or fields[0] != "ipv4":
+                continue
+            src = [f[4:] for f in fields if f.startswith("src=")]
+            dst = [f[4:] for f in fields if f.startswith("dst=")]
+            if len(src) == 2 and len(dst) == 2:
+                entries.append((fields[2], src[0], dst[0], src[1], dst[1]))
+        return entries
+
     def iptables_save(self, table: str) -> str:
         return self.exec("iptables-save", "-t", table)
 

@@ -85,8 +85,11 @@ def test_without_ip_masq_remote_pods_see_the_senders_node(nomasq_sim: Simulation
 
 def test_without_ip_masq_outside_traffic_is_masqueraded(nomasq_sim: Simulation) -> None:
     node1 = nomasq_sim.nodes[1]
-    seen = seen_sources(nomasq_sim, node1.pods[0].name, nomasq_sim.fab, OUTSIDE_IP)
+    pod = node1.pods[0]
+    seen = seen_sources(nomasq_sim, pod.name, nomasq_sim.fab, OUTSIDE_IP)
     assert seen == {"icmp": node1.public_ip, "udp": node1.public_ip, "tcp": node1.public_ip}
+    translated = (pod.ip, OUTSIDE_IP, OUTSIDE_IP, node1.public_ip)
+    assert {e[0] for e in node1.conntrack() if e[1:] == translated} == {"icmp", "udp", "tcp"}
 
 
 # -- 9. host-gw ----------------------------------------------------------------------------------

@@ -60,6 +60,8 @@ def test_nodes_get_distinct_subnets_in_flannels_format(vxlan_sim: Simulation) ->
     leases = vxlan_sim.leases()
     subnets = [node.subnet for node in vxlan_sim.nodes.values()]
     assert len(set(subnets)) == 3, subnets
+    macs = [_vtep_mac(node) for node in vxlan_sim.nodes.values()]
+    assert len(set(macs)) == 3, f"VTEP MACs must differ between nodes: {macs}"
     assert sorted(leases) == sorted(s.replace("/", "-") for s in subnets)
     for node in vxlan_sim.nodes.values():
         subnet = ipaddress.ip_network(node.subnet)
@@ -145,6 +147,8 @@ def test_pod_to_pod_across_nodes_without_nat(vxlan_sim: Simulation) -> None:
         remote = node.pods[0]
         seen = seen_sources(vxlan_sim, pod1.name, remote.name, remote.ip)
         assert seen == {"icmp": pod1.ip, "udp": pod1.ip, "tcp": pod1.ip}, remote
+        untranslated = (pod1.ip, remote.ip, remote.ip, pod1.ip)
+        assert [e for e in vxlan_sim.nodes[1].conntrack() if e[1:] == untranslated]
         back = seen_sources(vxlan_sim, remote.name, pod1.name, pod1.ip)
         assert back == {"icmp": remote.ip, "udp": remote.ip, "tcp": remote.ip}
 
@@ -171,6 +175,13 @@ def test_pod_to_outside_the_cluster_is_masqueraded(vxlan_sim: Simulation) -> Non
     pod1 = node1.pods[0]
     seen = seen_sources(vxlan_sim, pod1.name, vxlan_sim.fab, OUTSIDE_IP)
     assert seen == {"icmp": node1.public_ip, "udp": node1.public_ip, "tcp": node1.public_ip}
+    # The node's conntrack shows the translation: replies come back to the node's address.
+    nat = {
+        e[0]
+        for e in node1.conntrack()
+        if e[1:] == (pod1.ip, OUTSIDE_IP, OUTSIDE_IP, node1.public_ip)
+    }
+    assert nat == {"icmp", "udp", "tcp"}, node1.conntrack()
 
 
 def test_node_to_remote_pod_uses_the_vtep_address(vxlan_sim: Simulation) -> None:
