@@ -3,8 +3,9 @@ burst figure.
 
 Each "pod" is what the engine does for one of kubelet's: an infra container (the pause image,
 no network, shareable IPC) and one app container joined to its network and IPC (a pod's
-containers keep PID namespaces of their own by default), both created and started, all pods at once from one thread each. No kubelet, no CRI, no CNI: whatever the
-kubelet burst takes beyond this is kubelet, cri-shim and the network. On a 2-core machine
+containers keep PID namespaces of their own by default), both created and started, all pods
+at once from one thread each. No kubelet, no CRI, no CNI: whatever the kubelet burst takes
+beyond this is kubelet, cri-shim and the network. On a 2-core machine
 this floor alone can exceed the 5 s SLO, and the report says so with the number.
 """
 
