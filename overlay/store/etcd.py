@@ -35,8 +35,8 @@ from typing import Any, TypeVar
 
 from overlay.store.etcd_codec import (
     GRPC_NOT_FOUND,
+    GRPC_TRANSIENT,
     GRPC_UNAUTHENTICATED,
-    GRPC_UNAVAILABLE,
     EtcdServerError,
     JSONStream,
     MalformedResponseError,
@@ -274,14 +274,14 @@ class EtcdClient:
                     if chunk is None:
                         raise TransportError(f"{watch.connection.endpoint.url} ended the stream")
                     responses = [decode_watch_message(m) for m in watch.stream.feed(chunk)]
-                except (TransportError, EtcdServerError, MalformedResponseError) as err:
+                except (TransportError, EtcdServerError) as err:
                     if self._closed:
                         return
-                    if isinstance(err, TransportError) or (
-                        isinstance(err, EtcdServerError) and err.code == GRPC_UNAVAILABLE
-                    ):
-                        raise StoreUnavailableError(f"failed to {what}: {err}") from err
-                    raise StoreError(f"failed to {what}: {err}") from err
+                    # The watch was created, so whatever ends it now is the member's or the
+                    # path's trouble; a lasting refusal shows again when the caller re-creates it.
+                    raise StoreUnavailableError(f"failed to {what}: {err}") from err
+                except MalformedResponseError as err:
+                    raise MalformedResponseError(f"failed to {what}: {err}") from err
         finally:
             self._watches.discard(watch.connection)
             watch.connection.close()
@@ -427,7 +427,7 @@ class EtcdClient:
                 if _is_token_error(err) and not retry:
                     state.token = None  # etcd refused the request: nothing was applied
                     continue
-                if err.code == GRPC_UNAVAILABLE:
+                if err.code in GRPC_TRANSIENT:
                     # No leader, a stopping member, or "request timed out" — in the last case
                     # the request may still be applied, so it counts as sent.
                     raise _EndpointFailed(str(err), sent=True) from err
@@ -448,7 +448,7 @@ class EtcdClient:
                 try:
                     response = await self._exchange(state, "/auth/authenticate", body, until, until)
                 except EtcdServerError as err:
-                    if err.code == GRPC_UNAVAILABLE:
+                    if err.code in GRPC_TRANSIENT:
                         raise
                     raise AuthenticationError(
                         f"authenticate as {self._username!r} at {state.endpoint.url}: {err}",
@@ -461,7 +461,7 @@ class EtcdClient:
         except _EndpointFailed as err:
             raise _EndpointFailed(str(err), sent=False) from err
         except EtcdServerError as err:
-            if err.code == GRPC_UNAVAILABLE:
+            if err.code in GRPC_TRANSIENT:
                 raise _EndpointFailed(str(err), sent=False) from err
             raise
 

@@ -19,9 +19,14 @@ from typing import Any
 from overlay.store.kv import KeyValue, StoreError, WatchEvent
 
 # gRPC status codes the client acts on (google.golang.org/grpc/codes).
+GRPC_CANCELED = 1
+GRPC_DEADLINE_EXCEEDED = 4
 GRPC_NOT_FOUND = 5
 GRPC_UNAVAILABLE = 14
 GRPC_UNAUTHENTICATED = 16
+# The member is stopping or cannot serve now (its gateway says "grpc: the client connection is
+# closing" with Canceled while etcd shuts down); another member, or a later try, may do better.
+GRPC_TRANSIENT = frozenset({GRPC_CANCELED, GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE})
 
 
 class EtcdServerError(StoreError):

@@ -304,6 +304,25 @@ def test_failover_past_a_dead_and_a_silent_endpoint_and_stay_on_the_good_one(
     run(body())
 
 
+def test_txn_and_grant_fail_over_while_nothing_was_sent(
+    shared_etcd: EtcdServer, silent_server: SilentServer, prefix: str
+) -> None:
+    # A txn or a grant is never sent twice, but an endpoint that refused the connection or
+    # never answered the /version probe has not seen it: the next endpoint gets it.
+    async def body() -> None:
+        for endpoints in (
+            [dead_endpoint(), *shared_etcd.endpoints],
+            [silent_server.url, *shared_etcd.endpoints],
+        ):
+            async with client_of(endpoints, timeout=3) as client:
+                assert await client.create(prefix + uuid.uuid4().hex, b"v")
+            async with client_of(endpoints, timeout=3) as client:
+                lease, _ = await client.grant(30)
+                await client.revoke(lease)
+
+    run(body())
+
+
 def test_no_endpoint_answers_raises_unavailable_within_the_timeout(
     silent_server: SilentServer,
 ) -> None:
