@@ -20,12 +20,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tests.overlay.conftest import new_workdir
 from tests.overlay.harness import (
     HOSTGW_CONFIG,
     VXLAN_CONFIG,
     Pod,
     Simulation,
+    new_workdir,
     probe,
     simulation,
     wait_for,

@@ -8,28 +8,11 @@ test fails.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.overlay.harness import VXLAN_CONFIG, Simulation, simulation
-
-
-def host_missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces)"
-    if not shutil.which("etcd"):
-        return "etcd-server could not be installed (no etcd on PATH; scripts/setup-host.sh)"
-    return None
-
-
-def new_workdir() -> Path:
-    """Short, so etcd's unix socket path stays far below the 108-byte limit."""
-    return Path(tempfile.mkdtemp(prefix="ovl", dir="/tmp"))
+from tests.overlay.harness import VXLAN_CONFIG, Simulation, host_missing, new_workdir, simulation
 
 
 @pytest.fixture
@@ -48,8 +31,3 @@ def vxlan_sim() -> Iterator[Simulation]:
         for node in sim.nodes.values():
             node.add_pod()
         yield sim
-
-
-@pytest.fixture
-def workdir(host: None) -> Path:
-    return new_workdir()  # Simulation.close() removes it

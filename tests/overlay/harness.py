@@ -30,6 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -56,6 +57,20 @@ HOSTGW_CONFIG: dict[str, Any] = {"Network": NETWORK, "Backend": {"Type": "host-g
 
 class HarnessError(Exception):
     pass
+
+
+def host_missing() -> str | None:
+    """Why this host cannot run the simulation (None when it can)."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces)"
+    if not shutil.which("etcd"):
+        return "etcd-server could not be installed (no etcd on PATH; scripts/setup-host.sh)"
+    return None
+
+
+def new_workdir() -> Path:
+    """A fresh directory for one simulation (Simulation.close removes it)."""
+    return Path(tempfile.mkdtemp(prefix="ovl", dir="/tmp"))
 
 
 def run(

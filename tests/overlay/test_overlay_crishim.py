@@ -17,10 +17,10 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.harness import Shim, force_cleanup, infra_pid, tool
-from tests.overlay.conftest import new_workdir
 from tests.overlay.harness import (
     Node,
     Simulation,
+    new_workdir,
     root_flannel_state,
     run,
     seen_sources,

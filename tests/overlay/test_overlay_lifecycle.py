@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.overlay.conftest import host_missing, new_workdir
 from tests.overlay.harness import (
     PYTHON,
     REPO,
     VXLAN_CONFIG,
     Node,
     Simulation,
+    host_missing,
+    new_workdir,
     reachable,
     simulation,
     wait_for,

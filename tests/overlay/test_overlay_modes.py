@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from tests.overlay.conftest import host_missing, new_workdir
 from tests.overlay.harness import (
     HOSTGW_CONFIG,
     NETWORK,
     OUTSIDE_IP,
     VXLAN_CONFIG,
     Simulation,
+    host_missing,
+    new_workdir,
     probe,
     reachable,
     seen_sources,

@@ -18,8 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.overlay.conftest import host_missing, new_workdir
-from tests.overlay.harness import VXLAN_CONFIG, Simulation, run
+from tests.overlay.harness import VXLAN_CONFIG, Simulation, host_missing, new_workdir, run
 
 STATE = Path("/run/cri-shim-two-nodes.json")
 
