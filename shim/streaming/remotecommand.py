@@ -44,6 +44,11 @@ class Output(Protocol):
         """Write `error_payload` (if any) on the error stream and end the connection."""
         ...
 
+    def drop(self) -> None:
+        """End the connection now: a write failed or timed out (a client that does not read),
+        so nothing more can be said on it."""
+        ...
+
 
 class ResizeDecoder:
     """Newline-separated (SPDY) or one-per-message (WebSocket) `{"Width":w,"Height":h}`."""
@@ -93,6 +98,8 @@ class RemoteCommandSession:
         self._exec_id = ""
         self._pump: threading.Thread | None = None
         self._aborted = threading.Event()
+        # Docker ended the output: the process is done (or has closed its stdout and stderr).
+        self._output_ended = threading.Event()
 
     @property
     def container_id(self) -> str:
@@ -148,10 +155,11 @@ class RemoteCommandSession:
         """The client is gone: close Docker's connection (the process sees its stdin end,
         a TTY is hung up) and wait for the pump."""
         self._aborted.set()
-        running = self._pump is not None and self._pump.is_alive()
+        # Read before closing: our own close also ends Docker's output.
+        still_running = not self._output_ended.is_set()
         if self._stream is not None:
             self._stream.close()
-        if running and isinstance(self._target, ExecTarget):
+        if still_running and isinstance(self._target, ExecTarget) and self._exec_id:
             hang_up_exec(self._client, self._exec_id, self.container_id)
         self.join()
 
@@ -168,6 +176,8 @@ class RemoteCommandSession:
             while True:
                 pieces = self._stream.read()
                 if not pieces:
+                    if not self._aborted.is_set():
+                        self._output_ended.set()
                     break
                 for stream, data in pieces:
                     self._output.write(stream, data)
@@ -178,7 +188,10 @@ class RemoteCommandSession:
         except ShimError as err:
             error = str(err)
         except OSError as err:  # the client's side of the connection failed
-            log.debug("streaming %s in %s ended: %s", self._verb, self.container_id, err)
+            log.info(
+                "streaming %s in %s: dropped the client: %s", self._verb, self.container_id, err
+            )
+            self._output.drop()
             return
         finally:
             self._stream.close()

@@ -201,6 +201,9 @@ class _RemoteCommand:
             self._mux.send(sid, error_payload, fin=True)
         self._mux.end()
 
+    def drop(self) -> None:
+        self._mux.link.close()
+
     def on_event(self, event: Event) -> None:
         if isinstance(event, StreamOpened):
             kind = event.header("streamtype") or ""
@@ -384,8 +387,10 @@ class _PortForward:
             self._mux.send(pair.data_id, b"", fin=True)
             self._mux.send(pair.error_id, b"", fin=True)
         except OSError as err:
-            log.debug("port-forward %s to port %d ended: %s", pair.request_id, pair.port, err)
-            self._mux.reset(pair.data_id)
+            # A failed write to the client: a stalled client holds up every pair, so it goes.
+            log.info("port-forward %s to port %d: dropped the client: %s", pair.request_id,
+                     pair.port, err)  # fmt: skip
+            self._mux.link.close()
         finally:
             with pair.lock:
                 pair.closed = True

@@ -41,7 +41,12 @@ def serve(
     def pump(index: int, sock: socket.socket) -> None:
         try:
             while data := sock.recv(READ_SIZE):
-                ws.send_message(encode(2 * index, data, base64_text))
+                try:
+                    ws.send_message(encode(2 * index, data, base64_text))
+                except OSError as err:
+                    log.info("port-forward to %s: dropped the client: %s", target.sandbox_id, err)
+                    ws.link.close()
+                    break
         except OSError as err:
             log.debug("port-forward to %s: %s", target.sandbox_id, err)
         with live_lock:

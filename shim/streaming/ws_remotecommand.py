@@ -43,6 +43,9 @@ class _ChannelOutput:
             self._ws.send_message(encode(ERROR, error_payload, self._base64))
         self._ws.close()
 
+    def drop(self) -> None:
+        self._ws.link.close()
+
 
 def serve(
     ws: WebSocketLink,
