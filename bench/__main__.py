@@ -17,7 +17,10 @@
   (`bench.bench_load`);
 - overlay: pod-to-pod throughput and UDP RTT across nodes (VXLAN, host-gw) against inside one
   node, and the time from a new node's lease in etcd to traffic reaching it, on the netns
-  simulation of tests/overlay (`bench.bench_overlay`).
+  simulation of tests/overlay (`bench.bench_overlay`);
+- streaming: ExecSync of `true` against a streaming exec over SPDY (p50/p99), and port-forward
+  MB/s through `crictl port-forward` (1 connection and 8) against the pod IP directly
+  (`bench.bench_streaming`).
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from bench.bench_load import LoadBenchConfig
 from bench.bench_load import run as run_load
 from bench.bench_overlay import run as run_overlay
 from bench.bench_shim import ShimPods, ShimProcess
+from bench.bench_streaming import StreamingBenchConfig
+from bench.bench_streaming import run as run_streaming
 from bench.floor import FloorPods, probe_oom_score_adj
 from bench.hostnet import (
     DOCKER,
@@ -90,6 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-kubelet", action="store_true", help="no kubelet benchmark")
     p.add_argument("--skip-load", action="store_true", help="no status-under-load benchmark")
     p.add_argument("--skip-overlay", action="store_true", help="no cross-node overlay benchmark")
+    p.add_argument("--skip-streaming", action="store_true", help="no exec/port-forward benchmark")
     p.add_argument("--container-samples", type=int, default=30, help="CreateContainer+Start")
     p.add_argument("--relist-pods", type=int, default=110, help="pods (2 containers each)")
     p.add_argument("--relists", type=int, default=200)
@@ -323,6 +329,14 @@ def load_section(args: argparse.Namespace) -> dict[str, Any]:
         return {"error": f"bench.bench_load.run() failed: {type(err).__name__}: {err}"}
 
 
+def streaming_section(args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        return run_streaming(StreamingBenchConfig(log_level=args.shim_log_level))
+    except Exception as err:
+        log.error("bench.bench_streaming.run() failed:\n%s", traceback.format_exc())
+        return {"error": f"bench.bench_streaming.run() failed: {type(err).__name__}: {err}"}
+
+
 def overlay_section() -> dict[str, Any]:
     try:
         return run_overlay()
@@ -397,6 +411,11 @@ def main(argv: list[str] | None = None) -> int:
         report["load"] = {"skipped": "--skip-load given"} if args.skip_load else load_section(args)
         report["overlay"] = (
             {"skipped": "--skip-overlay given"} if args.skip_overlay else overlay_section()
+        )
+        report["streaming"] = (
+            {"skipped": "--skip-streaming given"}
+            if args.skip_streaming
+            else streaming_section(args)
         )
         report["metadata"]["finished_at"] = now()
         report["metadata"]["duration_s"] = round(time.monotonic() - started, 1)
