@@ -22,6 +22,16 @@ def start_shim(
     cmd = [sys.executable, "-m", "shim.main", *config.to_args(), *(extra_args or [])]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    wait_serving(proc, config, log_path, timeout)
+    return proc
+
+
+def wait_serving(
+    proc: subprocess.Popen[bytes], config: ShimConfig, log_path: str, timeout: float = 60
+) -> None:
+    """Return once the shim `proc` (started with `config`, however it was launched) answers
+    Version. Raises RuntimeError (with the log's tail) if it exits, or kills it and raises if it
+    stays silent."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(config.endpoint) as channel:
         runtime = api_pb2_grpc.RuntimeServiceStub(channel)
@@ -31,7 +41,7 @@ def start_shim(
             if os.path.exists(config.socket_path):
                 try:
                     runtime.Version(api_pb2.VersionRequest(), timeout=2)
-                    return proc
+                    return
                 except grpc.RpcError:
                     pass
             time.sleep(0.05)

@@ -18,9 +18,8 @@ from tests.e2e.harness import (
     REFERENCE_PLUGINS,
     NetworkPlan,
     Shim,
-    force_cleanup,
-    leftovers,
     new_workdir,
+    serve_shim,
 )
 
 _subnets = itertools.count(1)
@@ -72,28 +71,8 @@ def pods() -> Pods:
 def make_shim(
     plan: NetworkPlan, pods: Pods, bin_dirs: list[str] | None = None, **kwargs: object
 ) -> Iterator[Shim]:
-    workdir = new_workdir()
-    shim = Shim(workdir, bin_dirs or [REFERENCE_PLUGINS], **kwargs)  # type: ignore[arg-type]
-    shim.write_conf("10-e2e.conflist", plan.conflist())
-    try:
-        shim.start()
-        yield shim
-    finally:
-        try:
-            if not shim.running():
-                shim.start()
-            for pod in shim.list_pods():
-                pods.add(pod.id)
-            shim.remove_all()
-        except Exception as err:  # keep cleaning by hand below
-            print(f"cleanup through the shim failed: {err}\n{shim.log()}")
-        finally:
-            shim.kill()
-            force_cleanup(shim, plan, pods.ids)
-            left = leftovers(shim, plan, pods.ids)
-            if not left.empty():
-                print(f"force-cleaned leftovers: {left}")
-            shutil.rmtree(workdir, ignore_errors=True)
+    shim = Shim(new_workdir(), bin_dirs or [REFERENCE_PLUGINS], **kwargs)  # type: ignore[arg-type]
+    yield from serve_shim(shim, plan, pods.ids)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -112,8 +112,9 @@ class Shim:
             f.write(conf if isinstance(conf, str) else json.dumps(conf, indent=1))
         return path
 
-    def start(self) -> None:
-        config = ShimConfig(
+    def config(self) -> ShimConfig:
+        """The flags this shim runs with: its private socket, root and CNI dirs."""
+        return ShimConfig(
             endpoint=self.endpoint,
             root_directory=self.root,
             cni_conf_dir=self.conf_dir,
@@ -122,7 +123,9 @@ class Shim:
             cni_plugin_timeout=self.plugin_timeout,
             log_level="debug",
         )
-        self.proc = start_shim(config, self.log_path, self.extra_args, timeout=30)
+
+    def start(self) -> None:
+        self.proc = start_shim(self.config(), self.log_path, self.extra_args, timeout=30)
         self.wait_started()
 
     def wait_started(self, timeout: float = 60) -> None:
@@ -349,6 +352,9 @@ def netns_link_up(pid: int, ifname: str) -> bool:
     return "UP" in json.loads(out.stdout)[0]["flags"]
 
 
+AnyShim = TypeVar("AnyShim", bound=Shim)
+
+
 @dataclass
 class HostLeftovers:
     containers: list[str]
@@ -483,6 +489,40 @@ def force_cleanup(shim: Shim, plan: NetworkPlan | None, sandbox_ids: set[str]) -
     if plan is not None:
         subprocess.run(["ip", "link", "del", plan.bridge], capture_output=True, check=False)
     _delete_rules_naming(sandbox_ids)
+
+
+def serve_shim(
+    shim: AnyShim,
+    plan: NetworkPlan,
+    sandbox_ids: set[str],
+    stop_signal: int = signal.SIGKILL,
+    require_clean: bool = False,
+) -> Iterator[AnyShim]:
+    """Start `shim` on `plan`'s network and yield it; afterwards, even when the test failed,
+    remove its pods through a running shim (every id found lands in `sandbox_ids`), stop it
+    with `stop_signal`, clean by hand what is left and delete its workdir. Leftovers are
+    printed, or fail the test with `require_clean`."""
+    shim.write_conf("10-e2e.conflist", plan.conflist())
+    try:
+        shim.start()
+        yield shim
+    finally:
+        try:
+            if not shim.running():
+                shim.start()
+            sandbox_ids.update(pod.id for pod in shim.list_pods())
+            shim.remove_all()
+        except Exception as err:  # keep cleaning by hand below
+            print(f"cleanup through the shim failed: {err}\n{shim.log()}")
+        finally:
+            shim.kill(stop_signal)
+            force_cleanup(shim, plan, sandbox_ids)
+            left = leftovers(shim, plan, sandbox_ids)
+            shutil.rmtree(shim.workdir, ignore_errors=True)
+            if require_clean:
+                assert left.empty(), f"leftovers: {left}"
+            elif not left.empty():
+                print(f"force-cleaned leftovers: {left}")
 
 
 def _delete_rules_naming(sandbox_ids: set[str]) -> None:

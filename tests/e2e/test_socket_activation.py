@@ -6,6 +6,7 @@ who connects while the shim is down is served by its successor."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -22,16 +23,16 @@ import pytest
 
 from cri_api import api_pb2, api_pb2_grpc
 from shim.config import ShimConfig
+from shim.process import wait_serving
 from shim.socket_activation import PRIVATE_SOCKET_NAME
 from tests.e2e.conftest import Pods
 from tests.e2e.harness import (
     REFERENCE_PLUGINS,
     NetworkPlan,
     Shim,
-    force_cleanup,
-    leftovers,
     new_workdir,
     pod_config,
+    serve_shim,
     tool,
 )
 
@@ -83,28 +84,9 @@ class ActivatedShim(Shim):
         self.socket_inode = os.stat(self.socket).st_ino
 
     def start(self) -> None:
-        config = ShimConfig(
-            endpoint=self.endpoint,
-            root_directory=self.root,
-            cni_conf_dir=self.conf_dir,
-            cni_cache_dir=self.cache_dir,
-            cni_bin_dirs=tuple(self.bin_dirs),
-            cni_plugin_timeout=self.plugin_timeout,
-            log_level="debug",
-            log_format="json",
-        )
+        config = dataclasses.replace(self.config(), log_format="json")
         self.proc = _launch(self.listener, config.to_args(), self.log_path)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"cri-shim exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                self.runtime().Version(api_pb2.VersionRequest(), timeout=2)
-                break
-            except grpc.RpcError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        wait_serving(self.proc, config, self.log_path)
         self.wait_started()
 
     def json_lines(self) -> list[dict[str, object]]:
@@ -114,28 +96,11 @@ class ActivatedShim(Shim):
 
 @pytest.fixture
 def activated(plan: NetworkPlan, pods: Pods) -> Iterator[ActivatedShim]:
-    workdir = new_workdir()
-    shim = ActivatedShim(workdir, [REFERENCE_PLUGINS])
-    shim.write_conf("10-e2e.conflist", plan.conflist())
+    shim = ActivatedShim(new_workdir(), [REFERENCE_PLUGINS])
     try:
-        shim.start()
-        yield shim
+        yield from serve_shim(shim, plan, pods.ids, stop_signal=signal.SIGTERM, require_clean=True)
     finally:
-        try:
-            if not shim.running():
-                shim.start()
-            for pod in shim.list_pods():
-                pods.add(pod.id)
-            shim.remove_all()
-        except Exception as err:  # keep cleaning by hand below
-            print(f"cleanup through the shim failed: {err}\n{shim.log()}")
-        finally:
-            shim.kill(signal.SIGTERM)
-            force_cleanup(shim, plan, pods.ids)
-            left = leftovers(shim, plan, pods.ids)
-            shim.listener.close()  # systemd stopping the socket unit
-            shutil.rmtree(workdir, ignore_errors=True)
-            assert left.empty(), f"leftovers: {left}"
+        shim.listener.close()  # systemd stopping the socket unit
 
 
 def _descendants(pid: int) -> list[int]:
