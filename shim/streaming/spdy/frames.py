@@ -209,14 +209,20 @@ class FrameDecoder:
         self._limits = limits or SpdyLimits()
         self._decompressor = HeaderDecompressor(self._limits.max_header_block_size)
         self._buffer = bytearray()
+        self._pos = 0  # frames before this offset are consumed; dropped on the next feed()
         self._failed: SpdyProtocolError | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes received that do not yet make a whole frame."""
-        return len(self._buffer)
+        return len(self._buffer) - self._pos
 
     def feed(self, data: bytes) -> None:
+        # One compaction per feed, not one per frame: a read holding many frames is not copied
+        # over and over.
+        if self._pos:
+            del self._buffer[: self._pos]
+            self._pos = 0
         self._buffer += data
 
     def next_frame(self) -> Frame | None:
@@ -225,16 +231,18 @@ class FrameDecoder:
             raise SpdyProtocolError(f"connection already failed: {self._failed}")
         try:
             while True:
-                if len(self._buffer) < FRAME_HEADER_LENGTH:
+                start = self._pos + FRAME_HEADER_LENGTH
+                if len(self._buffer) < start:
                     return None
-                first, flags_length = _TWO_U32.unpack_from(self._buffer, 0)
+                first, flags_length = _TWO_U32.unpack_from(self._buffer, self._pos)
                 flags, length = flags_length >> 24, flags_length & MAX_FRAME_LENGTH
                 is_control = bool(first & 0x8000_0000)
                 self._check_length(first, is_control, length)
-                if len(self._buffer) < FRAME_HEADER_LENGTH + length:
+                if len(self._buffer) < start + length:
                     return None
-                body = bytes(self._buffer[FRAME_HEADER_LENGTH : FRAME_HEADER_LENGTH + length])
-                del self._buffer[: FRAME_HEADER_LENGTH + length]
+                with memoryview(self._buffer) as view:  # one copy, released before a resize
+                    body = bytes(view[start : start + length])
+                self._pos = start + length
                 if not is_control:
                     return self._data(first & MAX_STREAM_ID, flags, body)
                 frame = self._control(first & 0xFFFF, flags, body)
