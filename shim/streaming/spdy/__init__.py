@@ -35,6 +35,12 @@ beyond `SpdyLimits.max_concurrent_streams` are refused with RST_STREAM REFUSED_S
 on unknown or finished streams draw one RST_STREAM each (no event unless a stream we knew dies).
 `frames` (FrameEncoder/FrameDecoder and the frame dataclasses) and `headers` are usable on their
 own, e.g. to write a test client.
+
+We only ever send SYN_REPLY, DATA, RST_STREAM, PING (echoes) and GOAWAY: spdystream v0.5.1 closes
+the connection on a control frame type it does not know, and has no use for the others.
+Interop is proven both ways against spdystream itself: `tests/unit/test_streaming_spdy_captures.py`
+decodes bytes it wrote, `tests/integration/test_streaming_spdy_spdystream.py` runs its client
+(`tests/spdystream_peer`, Go) against this framer.
 """
 
 from shim.streaming.spdy.connection import SpdyConnection
