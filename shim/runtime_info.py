@@ -72,6 +72,16 @@ def status(ctx: ShimContext, verbose: bool) -> api_pb2.StatusResponse:
                 "cniGarbageCollected": ctx.collected.is_set(),
             }
         )
+        streaming = ctx.streaming
+        response.info["streaming"] = json.dumps(
+            None
+            if streaming is None
+            else {
+                "url": streaming.base_url,
+                "connections": streaming.connection_count,
+                "pendingTokens": len(streaming.cache),
+            }
+        )
     return response
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import http.client
+import json
 import re
 import subprocess
 import urllib.parse
@@ -143,6 +144,10 @@ def test_urls_are_absolute_one_time_and_unknown_ones_404(shim: Shim, box: Box) -
     assert all(matches), urls
     assert [m.group(2) for m in matches if m] == ["exec", "attach", "portforward"]
     assert len({m.group(1) for m in matches if m}) == 1, "one streaming server, one port"
+    info = rt.Status(api_pb2.StatusRequest(verbose=True), timeout=10).info
+    streaming = json.loads(info["streaming"])
+    assert urls[0].startswith(streaming["url"]), (streaming, urls)
+    assert streaming["pendingTokens"] == 3, streaming
     # A request that does not upgrade uses the token up (400), and a second use is a 404.
     assert status_of(urls[0]) == 400
     assert status_of(urls[0]) == 404
