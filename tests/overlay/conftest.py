@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.overlay.harness import VXLAN_CONFIG, Simulation, host_missing, new_workdir, simulation
+from tests.overlay.harness import Simulation, host_missing, vxlan_with_pods
 
 
 @pytest.fixture
@@ -27,7 +27,5 @@ def vxlan_sim() -> Iterator[Simulation]:
     reason = host_missing()
     if reason:
         pytest.skip(reason)
-    with simulation(new_workdir(), nodes=3, config=VXLAN_CONFIG, daemon_args=("--ip-masq",)) as sim:
-        for node in sim.nodes.values():
-            node.add_pod()
+    with vxlan_with_pods() as sim:
         yield sim

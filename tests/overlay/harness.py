@@ -727,3 +727,13 @@ def simulation(workdir: Path, nodes: int = 3, config: Any = None, start: bool = 
         yield sim
     finally:
         sim.close()
+
+
+@contextlib.contextmanager
+def vxlan_with_pods(nodes: int = 3) -> Iterator[Simulation]:
+    """The simulation most cross-node tests share: `nodes` VXLAN nodes whose daemons run with
+    `--ip-masq`, one pod on each, in a fresh workdir."""
+    with simulation(new_workdir(), nodes, config=VXLAN_CONFIG, daemon_args=("--ip-masq",)) as sim:
+        for node in sim.nodes.values():
+            node.add_pod()
+        yield sim

@@ -26,6 +26,7 @@ from tests.overlay.harness import (
     new_workdir,
     reachable,
     simulation,
+    vxlan_with_pods,
     wait_for,
 )
 
@@ -37,9 +38,7 @@ def life_sim() -> Iterator[Simulation]:
     reason = host_missing()
     if reason:
         pytest.skip(reason)
-    with simulation(new_workdir(), nodes=3, config=VXLAN_CONFIG, daemon_args=("--ip-masq",)) as sim:
-        for node in sim.nodes.values():
-            node.add_pod()
+    with vxlan_with_pods() as sim:
         yield sim
 
 
