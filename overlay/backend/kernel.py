@@ -111,22 +111,15 @@ class Kernel:
     # Links.
 
     async def link(self, name: str) -> Link | None:
-        try:
-            msgs = await self.ipr.link("get", ifname=name)
-        except NetlinkError as exc:
-            if exc.code in _GONE:
-                return None
-            raise BackendError(f"failed to get link {name}: {exc}") from exc
-        return _link(msgs[0])
+        return await self._get_link(name, ifname=name)
 
     async def link_by_index(self, index: int) -> Link | None:
-        try:
-            msgs = await self.ipr.link("get", index=index)
-        except NetlinkError as exc:
-            if exc.code in _GONE:
-                return None
-            raise BackendError(f"failed to get link {index}: {exc}") from exc
-        return _link(msgs[0])
+        return await self._get_link(index, index=index)
+
+    async def _get_link(self, key: str | int, **match: Any) -> Link | None:
+        """The link `match` names (ifname= or index=), None when there is none."""
+        msgs = await self._call(f"get link {key}", self.ipr.link("get", **match), gone_ok=True)
+        return None if msgs is None else _link(msgs[0])
 
     async def links(self) -> list[Link]:
         return [_link(m) async for m in await self.ipr.link("dump")]
