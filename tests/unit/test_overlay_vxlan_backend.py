@@ -130,6 +130,25 @@ def _state(kernel: FakeKernel, index: int) -> tuple[set[str], dict[IP, str], set
     return routes, kernel.neigh.get(index, {}), kernel.fdb.get(index, set())
 
 
+async def _configured(**config: Any) -> tuple[FakeKernel, VxlanBackend, int]:
+    """A backend whose own lease (node 1) is prepared and configured, and its device's index."""
+    kernel = FakeKernel()
+    backend = _backend(kernel, **config)
+    own = _lease(1, "02:00:00:00:00:01")
+    await backend.prepare(own)
+    await backend.configure(own)
+    return kernel, backend, kernel.devices["flannel.1"].index
+
+
+def _routed_peer_2(index: int) -> tuple[set[str], dict[IP, str], set[tuple[str, IP]]]:
+    """`_state` when node 2 (MAC ...:02) is the only peer, reached over the device `index`."""
+    return (
+        {f"10.244.2.0/24 via 10.244.2.0 oif {index} onlink"},
+        {IP("10.244.2.0"): "02:00:00:00:00:02"},
+        {("02:00:00:00:00:02", IP("192.0.2.2"))},
+    )
+
+
 def test_device_reuses_the_previous_mac_and_gets_its_address() -> None:
     async def run() -> None:
         kernel = FakeKernel()
@@ -151,12 +170,7 @@ def test_device_reuses_the_previous_mac_and_gets_its_address() -> None:
 
 def test_peers_snapshot_removes_stale_entries_and_a_changed_mac() -> None:
     async def run() -> None:
-        kernel = FakeKernel()
-        backend = _backend(kernel)
-        own = _lease(1, "02:00:00:00:00:01")
-        await backend.prepare(own)
-        await backend.configure(own)
-        index = kernel.devices["flannel.1"].index
+        kernel, backend, index = await _configured()
         # Left by a node that went away while we were down.
         kernel.neigh[index] = {IP("10.244.7.0"): "02:00:00:00:00:07"}
         kernel.fdb[index] = {("02:00:00:00:00:07", IP("192.0.2.7"))}
@@ -166,11 +180,7 @@ def test_peers_snapshot_removes_stale_entries_and_a_changed_mac() -> None:
         peer = _lease(2, "02:00:00:00:00:02")
         other = _lease(3, "02:00:00:00:00:03", backend="host-gw")  # not ours to route
         await backend.apply([PeerChange("added", peer), PeerChange("added", other)], [peer, other])
-        assert _state(kernel, index) == (
-            {f"10.244.2.0/24 via 10.244.2.0 oif {index} onlink"},
-            {IP("10.244.2.0"): "02:00:00:00:00:02"},
-            {("02:00:00:00:00:02", IP("192.0.2.2"))},
-        )
+        assert _state(kernel, index) == _routed_peer_2(index)
         moved = _lease(2, "02:00:00:00:00:22")
         await backend.apply([PeerChange("added", moved, peer)], None)
         assert _state(kernel, index)[1:] == (
@@ -185,11 +195,7 @@ def test_peers_snapshot_removes_stale_entries_and_a_changed_mac() -> None:
 
 def test_deleted_device_comes_back_with_its_mac_and_peers() -> None:
     async def run() -> None:
-        kernel = FakeKernel()
-        backend = _backend(kernel)
-        own = _lease(1, "02:00:00:00:00:01")
-        await backend.prepare(own)
-        await backend.configure(own)
+        kernel, backend, _ = await _configured()
         peer = _lease(2, "02:00:00:00:00:02")
         await backend.apply([PeerChange("added", peer)], [peer])
         await kernel.delete_link(kernel.devices["flannel.1"].index)
@@ -197,11 +203,7 @@ def test_deleted_device_comes_back_with_its_mac_and_peers() -> None:
         link = kernel.devices["flannel.1"]
         assert link.mac == "02:00:00:00:00:01" and link.up and link.mtu == 1450
         assert kernel.addrs[link.index] == [ipaddress.IPv4Interface("10.244.1.0/32")]
-        assert _state(kernel, link.index) == (
-            {f"10.244.2.0/24 via 10.244.2.0 oif {link.index} onlink"},
-            {IP("10.244.2.0"): "02:00:00:00:00:02"},
-            {("02:00:00:00:00:02", IP("192.0.2.2"))},
-        )
+        assert _state(kernel, link.index) == _routed_peer_2(link.index)
         # A changed MTU is applied in place (flannel#1775).
         await kernel.set_link(link.index, mtu=1400)
         await backend.check()
@@ -215,12 +217,7 @@ def test_deleted_device_comes_back_with_its_mac_and_peers() -> None:
 
 def test_direct_routing_on_one_l2_uses_a_plain_route() -> None:
     async def run() -> None:
-        kernel = FakeKernel()
-        backend = _backend(kernel, direct_routing=True)
-        own = _lease(1, "02:00:00:00:00:01")
-        await backend.prepare(own)
-        await backend.configure(own)
-        index = kernel.devices["flannel.1"].index
+        kernel, backend, index = await _configured(direct_routing=True)
         peer = _lease(2, "02:00:00:00:00:02")
         await backend.apply([PeerChange("added", peer)], [peer])
         assert _state(kernel, index) == (
