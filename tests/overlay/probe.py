@@ -170,14 +170,20 @@ def udp_send(args: argparse.Namespace) -> int:
     return 0
 
 
-def tcp_server(args: argparse.Namespace) -> int:
-    """Tell each client the address it connected from."""
+def _tcp_listener(args: argparse.Namespace, backlog: int) -> socket.socket:
+    """Listen on `--bind`:`port` with accept() timing out after `--timeout`; print ready."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.bind, args.port))
-    sock.listen(8)
+    sock.listen(backlog)
     sock.settimeout(args.timeout)
     _emit({"ready": True})
+    return sock
+
+
+def tcp_server(args: argparse.Namespace) -> int:
+    """Tell each client the address it connected from."""
+    sock = _tcp_listener(args, backlog=8)
     for _ in range(args.count):
         try:
             conn, (source, _) = sock.accept()
@@ -205,12 +211,7 @@ CHUNK = 256 * 1024
 
 def tcp_sink(args: argparse.Namespace) -> int:
     """Count bytes of one connection; the throughput is measured on the receiving side."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.bind, args.port))
-    sock.listen(1)
-    sock.settimeout(args.timeout)
-    _emit({"ready": True})
+    sock = _tcp_listener(args, backlog=1)
     conn, _ = sock.accept()
     buf = bytearray(CHUNK)
     total = 0
