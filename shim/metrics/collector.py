@@ -49,57 +49,72 @@ class StateCollector(Collector):
         self._sources = sources
 
     def collect(self) -> Iterator[Metric]:
-        sandboxes = GaugeMetricFamily(
-            f"{PREFIX}_sandboxes", "Pod sandboxes the shim knows, by CRI state.", labels=["state"]
+        yield _by_label(
+            "sandboxes",
+            "Pod sandboxes the shim knows, by CRI state.",
+            "state",
+            SANDBOX_STATES,
+            self._sources.sandbox_states(),
         )
-        counted = self._sources.sandbox_states()
-        for state in SANDBOX_STATES:
-            sandboxes.add_metric([state], counted.get(state, 0))
-        yield sandboxes
-
-        containers = GaugeMetricFamily(
-            f"{PREFIX}_containers", "Containers the shim knows, by CRI state.", labels=["state"]
+        yield _by_label(
+            "containers",
+            "Containers the shim knows, by CRI state.",
+            "state",
+            CONTAINER_STATES,
+            self._sources.container_states(),
         )
-        counted = self._sources.container_states()
-        for state in CONTAINER_STATES:
-            containers.add_metric([state], counted.get(state, 0))
-        yield containers
-
-        subscribers = GaugeMetricFamily(
-            f"{PREFIX}_container_events_subscribers",
+        yield _gauge(
+            "container_events_subscribers",
             "GetContainerEvents streams open now (kubelet's Evented PLEG holds one).",
+            self._sources.event_subscribers(),
         )
-        subscribers.add_metric([], self._sources.event_subscribers())
-        yield subscribers
 
         warm = self._sources.warm_worker()
         if warm is None:  # --no-cni-warm-plugins: no worker, no families
             return
-        up = GaugeMetricFamily(
-            f"{PREFIX}_cni_warm_worker_up", "1 while the netplugins warm worker runs."
-        )
-        up.add_metric([], 1 if warm.up else 0)
-        yield up
-        children = GaugeMetricFamily(
-            f"{PREFIX}_cni_warm_worker_children",
+        yield _gauge("cni_warm_worker_up", "1 while the netplugins warm worker runs.", int(warm.up))
+        yield _gauge(
+            "cni_warm_worker_children",
             "Children of the warm worker now (pre-forked idle ones plus busy ones).",
+            warm.children,
         )
-        children.add_metric([], warm.children)
-        yield children
-        busy = GaugeMetricFamily(
-            f"{PREFIX}_cni_warm_worker_busy_children", "Warm worker children serving a plugin call."
+        yield _gauge(
+            "cni_warm_worker_busy_children",
+            "Warm worker children serving a plugin call.",
+            warm.busy,
         )
-        busy.add_metric([], warm.busy)
-        yield busy
-        executions = CounterMetricFamily(
-            f"{PREFIX}_cni_plugin_executions",
+        yield _by_label(
+            "cni_plugin_executions",
             "How plugin calls ran: warm (in a worker child), fallback (one of ours exec'd"
             " because the worker was unusable), foreign (another binary, exec'd).",
-            labels=["path"],
+            "path",
+            EXECUTION_PATHS,
+            warm.executions,
+            counter=True,
         )
-        for path in EXECUTION_PATHS:
-            executions.add_metric([path], warm.executions.get(path, 0))
-        yield executions
+
+
+def _gauge(name: str, documentation: str, value: int) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(f"{PREFIX}_{name}", documentation)
+    gauge.add_metric([], value)
+    return gauge
+
+
+def _by_label(
+    name: str,
+    documentation: str,
+    label: str,
+    values: tuple[str, ...],
+    counted: Mapping[str, int],
+    counter: bool = False,
+) -> Metric:
+    """One sample for each of `values` (0 where `counted` has none), so a state that is empty
+    now is exported as 0 rather than disappearing from the scrape."""
+    family_type = CounterMetricFamily if counter else GaugeMetricFamily
+    family = family_type(f"{PREFIX}_{name}", documentation, labels=[label])
+    for value in values:
+        family.add_metric([value], counted.get(value, 0))
+    return family
 
 
 def child_count(pid: int) -> int:
