@@ -29,7 +29,7 @@ ws: Any = _ws_client
 V4, V5 = ws.V4_CHANNEL_PROTOCOL, ws.V5_CHANNEL_PROTOCOL
 NS = pods.NAMESPACE
 STDOUT, STDERR, ERROR, RESIZE = 1, 2, 3, 4
-PAGE = "hello through kubelet's port-forward"
+PAGE = "hello through the port-forward of kubelet"
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +38,13 @@ def streaming_pods(node: Node) -> Iterator[Node]:
         f"mkdir -p /www && echo '{PAGE}' > /www/index.html"
         " && head -c 300000 /dev/zero > /www/big && exec httpd -f -p 80 -h /www"
     )
+    # MARK is in the environment of the console's main shell only, not of exec sessions (the
+    # pod's containers share its PID namespace: $$ cannot tell them apart).
+    console = pods.container("console", "exec env MARK=main-process sh", stdin=True, tty=True)
     manifests = [
         pods.pod("shell", [pods.container("shell", "exec sleep 100000")]),
         pods.pod("web", [pods.container("web", web, ports=[{"containerPort": 80}])]),
-        pods.pod(
-            "console",
-            [{**pods.container("console", "exec sh"), "stdin": True, "tty": True}],
-        ),
+        pods.pod("console", [console]),
     ]
     for manifest in manifests:
         node.kubelet.add_manifest(manifest)
@@ -126,13 +126,17 @@ def test_exec_over_websocket_v4(streaming_pods: Node) -> None:
     assert exit_code(status) == 3
 
 
-def test_exec_over_websocket_v5_with_stdin_half_close(streaming_pods: Node) -> None:
+# The client sends a str as a text message and bytes as a binary one; the Go servers take
+# either on every channel protocol (each message's first byte is the channel).
+@pytest.mark.parametrize("frames", ["text", "binary"])
+def test_exec_over_websocket_v5_with_stdin_half_close(streaming_pods: Node, frames: str) -> None:
     """The client's default offer (v5, v4): v5 lets it close stdin alone, which ends `tr`."""
     node = streaming_pods
     query = command_query("tr", "a-z", "A-Z", stdin=True)
     client = ws_client(node, kubelet_url(node, exec_path(node, "shell"), query))
     assert client.subprotocol == V5
-    client.write_stdin("hello from a v5 client\n")
+    line = "hello from a v5 client\n"
+    client.write_stdin(line if frames == "text" else line.encode())
     client.close_channel(0)
     status = finish(client)
     assert client.read_channel(STDOUT) == "HELLO FROM A V5 CLIENT\n"
@@ -170,13 +174,13 @@ def test_attach_over_websocket(streaming_pods: Node) -> None:
     query = [("input", "1"), ("output", "1"), ("error", "0"), ("tty", "1")]
     client = ws_client(node, kubelet_url(node, path, query), V4)
     try:
-        client.write_stdin("echo attached-$((3+4)) pid-$$\n")
+        client.write_stdin("echo attached-$((3+4)) $MARK\n")
         seen = ""
         deadline = time.monotonic() + 30
-        while "attached-7 pid-1" not in seen and time.monotonic() < deadline:
+        while "attached-7 main-process" not in seen and time.monotonic() < deadline:
             client.update(timeout=1)
             seen += client.read_stdout(timeout=0) or ""
-        assert "attached-7 pid-1" in seen, seen
+        assert "attached-7 main-process" in seen, seen
     finally:
         client.close()
     # Detaching leaves the container's shell running.
