@@ -430,6 +430,22 @@ def container_running(pod: dict[str, Any] | None, container: str) -> bool:
     return bool(status and "running" in (status.get("state") or {}))
 
 
+def wait_restarted(
+    kubelet: Kubelet, pod: str, container: str, times: int, timeout: float
+) -> dict[str, Any]:
+    """Wait until kubelet restarted `container` of static pod `pod` at least `times` times;
+    return how its previous instance ended (lastState.terminated: exitCode, reason...)."""
+
+    def restarted() -> dict[str, Any] | None:
+        status = container_status(kubelet.pod(pod), container)
+        if not status or int(status.get("restartCount", 0)) < times:
+            return None
+        terminated: dict[str, Any] = (status.get("lastState") or {}).get("terminated") or {}
+        return terminated
+
+    return wait_for(f"{times} restarts of {pod}/{container}", restarted, timeout)
+
+
 def container_id(pod: dict[str, Any] | None, container: str) -> str | None:
     """The runtime's id of the container's current instance, without the `<runtime>://`."""
     status = container_status(pod, container)

@@ -13,13 +13,7 @@ import pytest
 from tests.e2e.test_metrics import scrape
 from tests.kubelet import pods
 from tests.kubelet.conftest import Node
-from tests.kubelet.harness import (
-    container_running,
-    container_status,
-    phase,
-    restart_count,
-    wait_for,
-)
+from tests.kubelet.harness import container_running, phase, wait_for, wait_restarted
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -74,16 +68,9 @@ def test_pod_starts_on_events(evented: Node) -> None:
 
 
 def test_container_dying_on_its_own_is_restarted(evented: Node) -> None:
-    def restarts(n: int) -> dict[str, Any] | None:
-        pod = evented.kubelet.pod("evcrash")
-        return pod if restart_count(pod, "crash") >= n else None
-
     # Back-off 10 s then 20 s: well within the wait, far within the 300 s relist period.
-    pod = wait_for("two restarts of evcrash", lambda: restarts(2), 150)
-    status = container_status(pod, "crash")
-    assert status
-    last = (status.get("lastState") or {}).get("terminated") or {}
-    assert last.get("exitCode") == 3, status
+    last = wait_restarted(evented.kubelet, "evcrash", "crash", times=2, timeout=150)
+    assert last.get("exitCode") == 3, last
     assert _metric("cri_shim_container_events_total", type="stopped") >= 2
 
 

@@ -36,6 +36,7 @@ from tests.kubelet.harness import (
     rpc_error_lines,
     unimplemented_rpcs,
     wait_for,
+    wait_restarted,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -385,15 +386,8 @@ def _negative_oom_allowed() -> bool:
 def test_crash_loop_restarts_with_back_off_and_gc(scenario: Scenario) -> None:
     node = scenario.node
 
-    def restarts(n: int) -> dict[str, Any] | None:
-        pod = node.kubelet.pod("crash")
-        return pod if restart_count(pod, "crash") >= n else None
-
-    pod = wait_for("two restarts", lambda: restarts(2), 180)
-    status = container_status(pod, "crash")
-    assert status
-    last = (status.get("lastState") or {}).get("terminated") or {}
-    assert last.get("exitCode") == 3, status
+    last = wait_restarted(node.kubelet, "crash", "crash", times=2, timeout=180)
+    assert last.get("exitCode") == 3, last
     # Each restart is a new CreateContainer with attempt + 1, never a restart of the old one.
     attempts = {c.metadata.attempt for c in node.containers_of("crash", "crash")}
     assert max(attempts) >= 2, attempts
