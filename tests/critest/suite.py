@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tests.e2e.harness import REPO, NetworkPlan, Shim, force_cleanup, leftovers, new_workdir
+from tests.e2e.harness import REPO, NetworkPlan, Shim, new_workdir, serve_shim
 
 VERSION = "v1.36.0"
 CRITEST = os.path.join(REPO, ".tools", "bin", "critest")
@@ -343,7 +343,6 @@ def private_shim() -> Iterator[Shim]:
     bridge network, torn down on exit even when the run failed: pods through the shim, then
     whatever is left by hand (tests/e2e/harness.force_cleanup)."""
     bin_dir = new_workdir()
-    workdir = new_workdir()
     data_dir = new_workdir()
     n = os.getpid() % 250
     plan = NetworkPlan(
@@ -352,33 +351,13 @@ def private_shim() -> Iterator[Shim]:
         data_dir=data_dir,
         name="crishim-critest",
     )
-    sandbox_ids: set[str] = set()
-    shim = Shim(workdir, [bin_dir])
     try:
         subprocess.run(
             [sys.executable, "-m", "netplugins", "install", bin_dir],
             check=True,
             capture_output=True,
         )
-        shim.write_conf("10-critest.conflist", plan.conflist())
-        shim.start()
-        yield shim
+        yield from serve_shim(Shim(new_workdir(), [bin_dir]), plan, set())
     finally:
-        try:
-            if not shim.running():
-                shim.start()
-            pods = shim.list_pods()
-            sandbox_ids.update(pod.id for pod in pods)
-            for pod in pods:
-                shim.stop_pod(pod.id)
-                shim.remove_pod(pod.id)
-        except Exception as err:  # clean by hand below
-            print(f"cleanup through the shim failed: {err}")
-        finally:
-            shim.kill()
-            force_cleanup(shim, plan, sandbox_ids)
-            left = leftovers(shim, plan, sandbox_ids)
-            if not left.empty():
-                print(f"force-cleaned leftovers: {left}")
-            for directory in (workdir, bin_dir, data_dir):
-                shutil.rmtree(directory, ignore_errors=True)
+        for directory in (bin_dir, data_dir):
+            shutil.rmtree(directory, ignore_errors=True)
