@@ -19,7 +19,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -295,19 +295,34 @@ class EtcdSubnetManager:
         expires = self.clock() + ttl if lease_id else 0.0
         return Lease(subnet, attrs, self.key_for(subnet), lease_id, ttl if lease_id else 0, expires)
 
-    async def _create(
-        self, subnet: ipaddress.IPv4Network, attrs: LeaseAttrs, value: bytes
-    ) -> Lease | None:
+    async def _write_on_new_lease(
+        self, write: Callable[[int], Awaitable[bool]]
+    ) -> tuple[int, int] | None:
+        """Grant a lease and run the conditional `write` under it; return the lease's id and
+        TTL, or None when the write's condition failed. A lease the write did not use (False,
+        or raised, even when cancelled) is revoked, so none is left to expire on its own."""
         lease_id, ttl = await self._grant()
         try:
-            created = await self.store.create(self.key_for(subnet), value, lease=lease_id)
+            written = await write(lease_id)
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._revoke_quietly(lease_id)
             raise
-        if not created:
+        if not written:
             await self._revoke_quietly(lease_id)
             return None
+        return lease_id, ttl
+
+    async def _create(
+        self, subnet: ipaddress.IPv4Network, attrs: LeaseAttrs, value: bytes
+    ) -> Lease | None:
+        key = self.key_for(subnet)
+        granted = await self._write_on_new_lease(
+            lambda lease_id: self.store.create(key, value, lease=lease_id)
+        )
+        if granted is None:
+            return None
+        lease_id, ttl = granted
         log.info("acquired subnet lease %s (lease %x, ttl %ss)", subnet, lease_id, ttl)
         return self._made(subnet, attrs, lease_id, ttl)
 
@@ -329,18 +344,14 @@ class EtcdSubnetManager:
         """Attach ``kv`` to a fresh lease with ``value``, then revoke the lease it had."""
         subnet = parse_subnet_key_name(kv.key[len(self.subnets_prefix) :])
         assert subnet is not None
-        lease_id, ttl = await self._grant()
-        try:
-            ok = await self.store.replace(
+        granted = await self._write_on_new_lease(
+            lambda lease_id: self.store.replace(
                 kv.key, value, lease=lease_id, mod_revision=kv.mod_revision
             )
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await self._revoke_quietly(lease_id)
-            raise
-        if not ok:
-            await self._revoke_quietly(lease_id)
+        )
+        if granted is None:
             return None
+        lease_id, ttl = granted
         # Ordering: the key is on the new lease now, so revoking the old one deletes nothing.
         if kv.lease and kv.lease != lease_id:
             await self._revoke_quietly(kv.lease)
