@@ -241,14 +241,21 @@ def port_forward_throughput(
     }
     with crictl_port_forward(shim, sandbox_id, SINK_PORT) as local:
         endpoints = {"direct": (pod_ip, SINK_PORT), "port_forward": ("127.0.0.1", local)}
-        # Warm-up: the first forwarded connection dials into the pod's netns.
-        for host, port in endpoints.values():
-            push(host, port, 16)
+        # Warm-up (one whole transfer: the sink waits for all of it): the first forwarded
+        # connection dials into the pod's netns, TCP windows grow.
+        for path, (host, port) in endpoints.items():
+            try:
+                push(host, port, blocks)
+            except OSError as err:
+                raise RuntimeError(f"the {path} warm-up transfer failed: {err}") from err
         order = abba(("direct", "port_forward"), cfg.rounds)
         for path in order:
             host, port = endpoints[path]
-            rates[path]["1"].append(transfer_rate(host, port, 1, blocks))
-            rates[path][str(cfg.parallel)].append(transfer_rate(host, port, cfg.parallel, blocks))
+            for conns in (1, cfg.parallel):
+                try:
+                    rates[path][str(conns)].append(transfer_rate(host, port, conns, blocks))
+                except OSError as err:
+                    raise RuntimeError(f"{path} with {conns} connections failed: {err}") from err
     out: dict[str, Any] = {
         "order": order,
         "bytes_per_connection": blocks * BLOCK,
@@ -300,9 +307,21 @@ def run(cfg: StreamingBenchConfig) -> dict[str, Any]:
         _wait_sink(pod_ip)
         report["exec_round_trip"] = exec_round_trip(cfg, shim, container_id)
         report["port_forward"] = port_forward_throughput(cfg, shim, sandbox_id, pod_ip)
+    except Exception:
+        log.error("the streaming benchmark failed; the shim's log ends:\n%s", _tail(shim.log_path))
+        raise
     finally:
         report["host"] = _clean_up(namespace, workdir, shim, pods, net)
     return report
+
+
+def _tail(path: str, lines: int = 60) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            kept = [line for line in f if "urllib3" not in line]
+    except OSError:
+        return ""
+    return "".join(kept[-lines:])
 
 
 def _wait_sink(pod_ip: str, timeout: float = 30) -> None:
