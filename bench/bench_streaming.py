@@ -262,15 +262,15 @@ def port_forward_throughput(
         "client": "crictl port-forward (SPDY portforward.k8s.io)",
         "sink": "busybox nc -ll, dd to /dev/null per connection",
     }
-    for conns in ("1", str(cfg.parallel)):
-        direct = percentile(rates["direct"][conns], 50)
-        forwarded = percentile(rates["port_forward"][conns], 50)
+    for key in ("1", str(cfg.parallel)):
+        direct = percentile(rates["direct"][key], 50)
+        forwarded = percentile(rates["port_forward"][key], 50)
         r = ratio(forwarded, direct)
-        out[f"connections_{conns}"] = {
+        out[f"connections_{key}"] = {
             "direct_mb_s": direct,
             "port_forward_mb_s": forwarded,
-            "direct_by_round": rates["direct"][conns],
-            "port_forward_by_round": rates["port_forward"][conns],
+            "direct_by_round": rates["direct"][key],
+            "port_forward_by_round": rates["port_forward"][key],
             "ratio": r,
             "target_ratio": PORT_FORWARD_TARGET,
             "meets_target": bool(r >= PORT_FORWARD_TARGET),
