@@ -202,6 +202,12 @@ def settled_resources(pid: int, quiet_s: float = 1.5, timeout: float = 30) -> Re
     return last
 
 
+def streaming_log(shim: Shim, lines: int = 20) -> str:
+    """The last lines the shim's streaming server logged: why it ended a session."""
+    kept = [line for line in shim.log().splitlines() if "shim.streaming" in line]
+    return "\n".join(kept[-lines:])
+
+
 # -- clients ------------------------------------------------------------------------------------
 
 

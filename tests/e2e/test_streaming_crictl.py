@@ -38,6 +38,7 @@ from tests.e2e.streaming_support import (
     shim_pid,
     start_box,
     start_web_box,
+    streaming_log,
     tmux,
     wait_for,
 )
@@ -253,6 +254,44 @@ def test_port_forward_into_a_host_network_pod(shim: Shim, pods: Pods, tmp_path: 
     with port_forward(shim, box.sandbox_id, port) as local:
         assert http_get(local, "/").decode().strip() == PAGE
         assert len(http_get(local, "/big")) == BIG_FILE_BYTES
+
+
+UPLOAD_BLOCKS = 128  # of 64 KiB: 8 MiB a connection
+
+
+def _upload(port: int, payload: bytes) -> str:
+    """Send `payload` at once on a new connection; the sink's answer (its sha256)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        s.sendall(payload)
+        answer = b""
+        while b"\n" not in answer:
+            chunk = s.recv(256)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.decode().split(" ")[0].strip()
+
+
+def test_port_forward_takes_an_upload_sent_right_after_connecting(
+    shim: Shim, pods: Pods, tmp_path: Path
+) -> None:
+    """A client that writes megabytes the moment it connects (before the shim has dialled
+    the pod): every byte arrives, in order, on every connection, one after another and
+    several at once."""
+    script = f"dd bs=65536 count={UPLOAD_BLOCKS} iflag=fullblock 2>/dev/null | sha256sum"
+    sink = ["nc", "-ll", "-p", "9000", "-e", "sh", "-c", script]
+    box = start_box(shim, str(tmp_path / "logs"), sink, name="sink")
+    pods.add(box.sandbox_id)
+    payloads = [os.urandom(UPLOAD_BLOCKS * 65536) for _ in range(4)]
+    with port_forward(shim, box.sandbox_id, 9000) as local:
+        try:
+            for payload in payloads:
+                assert _upload(local, payload) == sha256(payload)
+            with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
+                digests = list(pool.map(lambda p: _upload(local, p), payloads))
+        except OSError as err:
+            raise AssertionError(f"{err!r}; the shim says:\n{streaming_log(shim)}") from err
+        assert digests == [sha256(p) for p in payloads]
 
 
 # -- many at once ---------------------------------------------------------------------------------
