@@ -518,6 +518,17 @@ class ForwardedPort:
     def error_text(self) -> str:
         return bytes(self.error.data).decode(errors="replace")
 
+    def wait_error(self, timeout: float) -> str:
+        """Until the server ends the error stream (or the data stream, or the connection);
+        what it wrote there."""
+        error, data = self.error, self.data
+        self.conn.wait(
+            "the port-forward error stream to end",
+            lambda: error.remote_closed or data.remote_closed or self.conn.closed,
+            timeout,
+        )
+        return self.error_text()
+
 
 class PortForwardConnection:
     def __init__(self, url: str, timeout: float = 10) -> None:

@@ -24,6 +24,7 @@ from tests.e2e.harness import NetworkPlan, Shim, new_workdir
 from tests.e2e.spdy_client import (
     EXEC_PROTOCOLS,
     HeaderCompressor,
+    PortForwardConnection,
     RemoteCommand,
     SpdyConnection,
     UpgradeRefused,
@@ -37,6 +38,7 @@ from tests.e2e.spdy_client import (
 from tests.e2e.streaming_support import (
     Box,
     exec_url,
+    port_forward_url,
     processes,
     resources,
     settled_resources,
@@ -53,6 +55,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 CREATION_BOUND_S = 40.0
 GARBAGE_BOUND_S = 10.0
 TOKEN_TTL_S = 60.0
+# The module's pod serves a page on 8080, for the port-forward cases.
+HOSTILE_PAGE = b"page of the hostile-target pod"
+HOSTILE_WEB = [
+    "sh",
+    "-c",
+    f"mkdir -p /w && echo '{HOSTILE_PAGE.decode()}' > /w/index.html && exec httpd -f -p 8080 -h /w",
+]
 # A peer that reads nothing: a write that makes no progress must fail within this.
 STALL_BOUND_S = 60.0
 
@@ -68,7 +77,7 @@ def hostile_shim() -> Iterator[tuple[Shim, Box]]:
     log_dir = new_workdir()
     try:
         with running_shim(plan, pods) as shim:
-            box = start_box(shim, log_dir, name="hostile-target")
+            box = start_box(shim, log_dir, HOSTILE_WEB, name="hostile-target")
             pods.add(box.sandbox_id)
             yield shim, box
     finally:
@@ -364,3 +373,26 @@ def test_a_session_whose_client_vanishes_frees_its_process(target: tuple[Shim, B
     # Gone without a FIN on stdin or a GOAWAY: the TCP connection just closes.
     session.conn.close()
     wait_for("cat to go", lambda: "cat" not in processes(shim, box.container_id), 30)
+
+
+def test_bad_port_forward_requests_fail_alone(target: tuple[Shim, Box]) -> None:
+    """On one port-forward connection: a port nothing listens on and an invalid port each
+    get a message on their error stream naming the port; the connection goes on, and a
+    request to the pod's server after them is answered."""
+    shim, box = target
+    forwarder = PortForwardConnection(port_forward_url(shim, box.sandbox_id, [8080]))
+    try:
+        dead = forwarder.forward(81)
+        dead_text = dead.wait_error(20)
+        assert "port 81" in dead_text, dead_text
+        invalid = forwarder.forward(0)
+        invalid_text = invalid.wait_error(20)
+        assert "port" in invalid_text and "0" in invalid_text, invalid_text
+        assert not forwarder.conn.closed
+        good = forwarder.forward(8080)
+        good.send(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")
+        answer = good.recv_until(lambda got: HOSTILE_PAGE in got, 20)
+        assert HOSTILE_PAGE in answer, answer[:300]
+        assert good.error_text() == ""
+    finally:
+        forwarder.close()
