@@ -62,12 +62,16 @@ class ChannelDecoder:
 
     def feed(self, fragment: bytes | str, finished: bool) -> list[ChannelEvent]:
         """Events of one fragment of a message; `finished` on its last fragment."""
-        if isinstance(fragment, str) != self._base64:
-            raise ChannelError(
-                "a text message in a binary protocol"
-                if isinstance(fragment, str)
-                else "a binary message in a base64 protocol"
-            )
+        # Kubernetes' own servers take either frame type in every protocol (clients such as
+        # the Python one send str data as text): a text fragment is its UTF-8 bytes, a binary
+        # one in a base64 protocol its ASCII text.
+        if self._base64 and isinstance(fragment, bytes):
+            try:
+                fragment = fragment.decode("ascii")
+            except UnicodeDecodeError as err:
+                raise ChannelError(f"a binary message in a base64 protocol: {err}") from err
+        elif not self._base64 and isinstance(fragment, str):
+            fragment = fragment.encode()
         events: list[ChannelEvent] = []
         if self._base64:
             assert isinstance(fragment, str)
