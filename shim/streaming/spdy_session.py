@@ -21,7 +21,8 @@ import docker
 
 from shim.engine.stdcopy import Stream
 from shim.streaming import negotiate
-from shim.streaming.netns_dial import NetnsSocketFactory, dial
+from shim.streaming.link import set_io_timeouts
+from shim.streaming.netns_dial import CONNECT_TIMEOUT, NetnsSocketFactory, dial
 from shim.streaming.remotecommand import RemoteCommandSession, ResizeDecoder
 from shim.streaming.request_cache import AttachTarget, ExecTarget, PortForwardTarget, StreamTarget
 from shim.streaming.spdy import (
@@ -47,7 +48,7 @@ STREAM_CREATION_TIMEOUT = 30.0
 MAX_EARLY_BYTES = 1 << 20
 # Forwarded connections open at once on one port-forward session (each is two streams).
 MAX_PAIRS = 48
-READ_SIZE = 64 * 1024
+READ_SIZE = 256 * 1024
 
 
 class ByteLink(Protocol):
@@ -269,6 +270,7 @@ class _Pair:
     pump: threading.Thread | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False
+    settled: threading.Event = field(default_factory=threading.Event)  # dialled or failed
 
 
 class _PortForward:
@@ -349,18 +351,24 @@ class _PortForward:
         try:
             sock = dial(self._dialer, self._target.netns_path, pair.port)
         except OSError as err:
+            with pair.lock:
+                pair.closed = True
+            pair.settled.set()
             self._fail(
                 pair,
                 f"failed to forward port {pair.port} of pod sandbox {self._target.sandbox_id}: "
                 f"{err}",
             )
+            self._forget(pair)
             return
-        sock.settimeout(30.0)  # a pod that stops reading fails the write, not the session
+        set_io_timeouts(sock)  # a pod that stops reading fails the write, not the session
         with pair.lock:
             if pair.closed:
                 sock.close()
+                pair.settled.set()
                 return
             pair.sock = sock
+            pair.settled.set()
             early, pair.early = pair.early, []
             try:
                 for data in early:
@@ -376,7 +384,7 @@ class _PortForward:
             while True:
                 try:
                     data = sock.recv(READ_SIZE)
-                except TimeoutError:
+                except (BlockingIOError, TimeoutError, InterruptedError):
                     if pair.closed:
                         break
                     continue
@@ -410,13 +418,24 @@ class _PortForward:
         with pair.lock:
             if pair.closed:
                 return
-            if pair.sock is None:
+            early = pair.sock is None
+            if early and pair.early_bytes + len(data) <= MAX_EARLY_BYTES:
                 pair.early_bytes += len(data)
-                if pair.early_bytes > MAX_EARLY_BYTES:
-                    raise SpdyProtocolError("too much data before the pod connection was ready")
                 pair.early.append(data)
                 return
+        if early:
+            # Backpressure: the client sends faster than the pod connection is made; the
+            # reader waits for the dial (as the client's own writes would on a socket).
+            if not pair.settled.wait(CONNECT_TIMEOUT + 1):
+                self._drop(pair)
+                return
+            with pair.lock:
+                if pair.closed or pair.sock is None:
+                    return
+        with pair.lock:
             sock = pair.sock
+            if sock is None:
+                return
         try:
             sock.sendall(data)
         except OSError as err:
