@@ -186,6 +186,20 @@ def resources(pid: int) -> Resources:
     return Resources(fds, threads, rss)
 
 
+def fd_kinds(pid: int) -> dict[str, int]:
+    """The process's open fds counted by what they are (socket, pipe, anon_inode:..., or a
+    path), to name what a leak leaks."""
+    kinds: dict[str, int] = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        kind = target.split(":[", 1)[0] if ":[" in target else target
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
 def settled_resources(pid: int, quiet_s: float = 1.5, timeout: float = 30) -> Resources:
     """The shim's counts once they have stopped changing for `quiet_s` (sessions that just
     ended are still being torn down for a moment)."""
