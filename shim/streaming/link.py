@@ -17,23 +17,36 @@ import time
 READ_SIZE = 256 * 1024
 SEND_TIMEOUT = 30.0
 LINGER = 5.0
-# How often a reader blocked on an idle peer wakes to look at its deadlines.
+# How often a reader blocked on an idle peer, or a writer on a full one, wakes to look at its
+# deadlines.
 RECV_TICK = 0.5
+SEND_TICK = 1.0
 
 
-def set_io_timeouts(
-    sock: socket.socket, send: float = SEND_TIMEOUT, recv: float = RECV_TICK
-) -> None:
-    """A blocking socket whose send fails after `send` seconds without progress and whose
-    recv returns EAGAIN after `recv` idle seconds (SO_SNDTIMEO/SO_RCVTIMEO). Unlike Python's
-    socket timeouts, which poll() before every call, this costs one syscall per recv or send
-    on the bulk paths (port-forward throughput)."""
+def set_io_timeouts(sock: socket.socket, send: float = SEND_TICK, recv: float = RECV_TICK) -> None:
+    """A blocking socket whose send and recv return EAGAIN after `send` or `recv` seconds
+    without progress (SO_SNDTIMEO/SO_RCVTIMEO), so their callers can look at deadlines. Unlike
+    Python's socket timeouts, which poll() before every call, this costs one syscall per recv
+    or send on the bulk paths (port-forward throughput)."""
     sock.settimeout(None)
     for option, seconds in ((socket.SO_SNDTIMEO, send), (socket.SO_RCVTIMEO, recv)):
         whole = int(seconds)
         sock.setsockopt(
             socket.SOL_SOCKET, option, struct.pack("ll", whole, int((seconds - whole) * 1e6))
         )
+
+
+def send_within(sock: socket.socket, data: bytes, timeout: float = SEND_TIMEOUT) -> None:
+    """sendall on a socket of `set_io_timeouts`, failing (TimeoutError) when the whole write
+    takes longer than `timeout`: a peer that reads a trickle, or whose kernel keeps growing our
+    send buffer, cannot hold the writer for ever."""
+    deadline = time.monotonic() + timeout
+    view = memoryview(data)
+    while view:
+        with contextlib.suppress(BlockingIOError, InterruptedError):  # a tick without room
+            view = view[sock.send(view) :]
+        if view and time.monotonic() > deadline:
+            raise TimeoutError(f"the peer took no {len(view)} more bytes in {timeout:g} s")
 
 
 class SocketLink:
@@ -66,7 +79,7 @@ class SocketLink:
         with self._send_lock:
             if self._closed.is_set():
                 raise ConnectionAbortedError("the streaming connection is closed")
-            self.sock.sendall(data)
+            send_within(self.sock, data)
 
     def finish_soon(self) -> None:
         """We have said everything: let the peer hang up, but not take its time about it."""

@@ -21,7 +21,7 @@ import docker
 
 from shim.engine.stdcopy import Stream
 from shim.streaming import negotiate
-from shim.streaming.link import set_io_timeouts
+from shim.streaming.link import send_within, set_io_timeouts
 from shim.streaming.netns_dial import CONNECT_TIMEOUT, NetnsSocketFactory, dial
 from shim.streaming.remotecommand import RemoteCommandSession, ResizeDecoder
 from shim.streaming.request_cache import AttachTarget, ExecTarget, PortForwardTarget, StreamTarget
@@ -372,7 +372,7 @@ class _PortForward:
             early, pair.early = pair.early, []
             try:
                 for data in early:
-                    sock.sendall(data)
+                    send_within(sock, data)
                 if pair.client_done:
                     sock.shutdown(socket.SHUT_WR)
             except OSError as err:
@@ -437,7 +437,7 @@ class _PortForward:
             if sock is None:
                 return
         try:
-            sock.sendall(data)
+            send_within(sock, data)
         except OSError as err:
             log.debug("port-forward %s: the pod's side failed: %s", pair.request_id, err)
             self._drop(pair)
