@@ -291,7 +291,7 @@ def _read_head(sock: socket.socket) -> tuple[bytes, bytes] | None:
     buffer = b""
     while True:
         end = buffer.find(b"\r\n\r\n")
-        if end >= 0:
+        if 0 <= end <= MAX_HEAD:
             return buffer[: end + 4], buffer[end + 4 :]
         if len(buffer) > MAX_HEAD:
             _refuse(sock, 431, "request header fields too large")
