@@ -23,6 +23,7 @@ import pytest
 
 from cri_api import api_pb2, api_pb2_grpc
 from shim.config import ShimConfig
+from shim.engine.proc_tree import descendants, read_ppids
 from shim.process import wait_serving
 from shim.socket_activation import PRIVATE_SOCKET_NAME
 from tests.e2e.conftest import Pods
@@ -103,19 +104,6 @@ def activated(plan: NetworkPlan, pods: Pods) -> Iterator[ActivatedShim]:
         shim.listener.close()  # systemd stopping the socket unit
 
 
-def _descendants(pid: int) -> list[int]:
-    found = []
-    pending = [pid]
-    while pending:
-        parent = pending.pop()
-        for task in os.listdir(f"/proc/{parent}/task"):
-            with open(f"/proc/{parent}/task/{task}/children") as f:
-                children = [int(c) for c in f.read().split()]
-            found += children
-            pending += children
-    return found
-
-
 def _socket_inodes(pid: int) -> set[str]:
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -159,13 +147,20 @@ def test_crictl_through_the_inherited_socket(activated: ActivatedShim, pods: Pod
     # No child (the warm plugin worker and its pool) inherited the socket or LISTEN_*.
     assert shim.proc is not None
     listener_inode = str(os.fstat(shim.listener.fileno()).st_ino)
-    children = _descendants(shim.proc.pid)
+    children = descendants(shim.proc.pid, read_ppids())
     assert children, "the shim should have started its warm plugin worker"
+    checked = 0
     for child in children:
-        with open(f"/proc/{child}/environ", "rb") as f:
-            environ = f.read().split(b"\0")
+        try:  # a pool child may exit between the walk and the look
+            with open(f"/proc/{child}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+            held = _socket_inodes(child)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        checked += 1
         assert not [v for v in environ if v.startswith(b"LISTEN_")], f"pid {child} inherited them"
-        assert listener_inode not in _socket_inodes(child), f"pid {child} holds the CRI socket"
+        assert listener_inode not in held, f"pid {child} holds the CRI socket"
+    assert checked, "every child of the shim exited before it could be checked"
 
 
 def shim_subnet_prefix(shim: Shim) -> str:
