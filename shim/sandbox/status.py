@@ -25,8 +25,16 @@ def pod_sandbox_status(
     record = ctx.store.get(full_id)
     if record is None:  # removed between the two look-ups
         raise NotFoundError(f"pod sandbox {sandbox_id!r} not found")
-    infra = ctx.infra.inspect(full_id)
-    running = infra is not None and infra.running
+    # kubelet asks this for every pod on each of its syncs: the watcher's view of which infra
+    # containers run answers it without Docker, whose inspect waits behind a container's
+    # start (seconds while pods start in bulk). Verbose callers and an unsynced view ask Docker.
+    exists: bool | None = None
+    running_now = None if verbose else ctx.liveness.running()
+    if running_now is not None:
+        running = full_id in running_now
+    else:
+        infra = ctx.infra.inspect(full_id)
+        exists, running = infra is not None, infra is not None and infra.running
     response = api_pb2.PodSandboxStatusResponse(
         status=sandbox_status_message(record, running),
         timestamp=timestamp,
@@ -35,7 +43,7 @@ def pod_sandbox_status(
         containers_statuses=containers_statuses(ctx, record.id),
     )
     if verbose:
-        response.info["info"] = json.dumps(_verbose_info(record, infra is not None, running))
+        response.info["info"] = json.dumps(_verbose_info(record, bool(exists), running))
     return response
 
 

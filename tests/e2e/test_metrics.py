@@ -16,8 +16,17 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cri_api import api_pb2
 from tests.e2e.conftest import Pods, running_shim
-from tests.e2e.harness import POD_NAMESPACE, TEST_IMAGE, NetworkPlan, Shim, pod_config, tool
+from tests.e2e.harness import (
+    POD_NAMESPACE,
+    TEST_IMAGE,
+    NetworkPlan,
+    Shim,
+    container_config,
+    pod_config,
+    tool,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -254,3 +263,35 @@ def test_startup_steps_survive_a_restart(shim: Shim, pods: Pods) -> None:
     shim.start()
     after = json.loads(shim.status(sandbox_id, verbose=True).info["info"])["startupSteps"]
     assert after == before
+
+
+def test_status_calls_do_not_ask_docker(plan: NetworkPlan, pods: Pods) -> None:
+    """kubelet asks PodSandboxStatus and ContainerStatus for every pod on each sync. While the
+    watcher follows Docker's events they are answered from cri-shim's own view: Docker's
+    request counter, as the metrics show it, does not move however often they are asked
+    (an inspect per call waits behind container starts while pods start in bulk)."""
+    port = free_port()
+    with running_shim(plan, pods, extra_args=["--metrics-address", f"127.0.0.1:{port}"]) as shim:
+        config = pod_config()
+        sandbox_id = pods.add(shim.run_pod(config))
+        container_id = shim.create_container(
+            sandbox_id, container_config("quiet", ["/bin/sleep", "600"]), config
+        )
+        shim.start_container(container_id)
+        time.sleep(1)  # the start's own events have been handled
+
+        def docker_requests() -> float:
+            return _value(scrape(port), "cri_shim_docker_request_duration_seconds_count")
+
+        before = docker_requests()
+        for _ in range(20):
+            status = shim.status(sandbox_id)
+            assert status.status.state == api_pb2.SANDBOX_READY
+            assert [c.state for c in status.containers_statuses] == [api_pb2.CONTAINER_RUNNING]
+            assert shim.container_status(container_id).status.state == api_pb2.CONTAINER_RUNNING
+        assert docker_requests() == before
+        # The verbose answers are the way to make cri-shim ask Docker afresh.
+        shim.status(sandbox_id, verbose=True)
+        shim.container_status(container_id, verbose=True)
+        assert docker_requests() >= before + 2
+        shim.remove_all()
