@@ -24,6 +24,7 @@ import base64
 import contextlib
 import ctypes
 import gc
+import importlib
 import os
 import select
 import signal
@@ -35,6 +36,10 @@ from typing import Any
 
 from netplugins import registry, skel, wire
 
+# What netplugins.delegation imports on first use (an exec'd plugin that delegates nothing never
+# pays for them).
+_DELEGATION_IMPORTS = ("cnilib.delegate", "cnilib.errors", "cnilib.invoke")
+
 
 def _preload() -> None:
     """Import and warm up, before forking, everything a child would otherwise pay for itself.
@@ -45,11 +50,10 @@ def _preload() -> None:
     modules that delegation imports on first use (cnilib.types' dataclasses alone took ~3 ms
     to build per bridge call).
     """
-    import cnilib.delegate
-    import cnilib.errors
-    import cnilib.invoke  # noqa: F401
     from netplugins import netlink
 
+    for module in _DELEGATION_IMPORTS:
+        importlib.import_module(module)
     for plugin_type in registry.available_types():
         registry.load_spec(plugin_type)
     netlink.prewarm()
