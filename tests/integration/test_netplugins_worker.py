@@ -297,3 +297,43 @@ def test_every_installed_plugin_answers_version(
             "cniVersion": "0.4.0",
             "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"],
         }
+
+
+# Runs in a fresh interpreter: the zygote's preload, then a bridge + host-local ADD and DEL in
+# the same process, as a forked child would serve them; prints the modules the commands imported.
+_IMPORTS_AFTER_PRELOAD = """
+import json, os, sys
+from netplugins import registry, skel, worker
+worker._preload()
+before = set(sys.modules)
+env, conf = json.loads(sys.argv[1]), sys.argv[2].encode()
+for command in ("ADD", "DEL"):
+    env["CNI_COMMAND"] = command
+    os.environ.clear()
+    os.environ.update(env)
+    code, out, err = skel.run(registry.load_spec("bridge"), env, conf)
+    assert code == 0, (command, out, err)
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_a_warm_child_imports_nothing_the_zygote_could_have(ours: str, tmp_path: Path) -> None:
+    """Every import in a child is paid again on every request (CPU and copy-on-write faults)."""
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "npt-w",
+        "type": "bridge",
+        "bridge": "nptwork1",
+        "ipam": {"type": "host-local", "subnet": "10.202.77.0/24", "dataDir": str(tmp_path)},
+    }
+    with support.resources() as res:
+        res.bridges.append("nptwork1")
+        env = _env("ADD", netns_path(res.new_netns()), ours, "eth0")
+        proc = subprocess.run(
+            [sys.executable, "-c", _IMPORTS_AFTER_PRELOAD, json.dumps(env), json.dumps(conf)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
