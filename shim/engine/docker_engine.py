@@ -34,6 +34,11 @@ class DockerInfraRuntime:
         self._api = docker.APIClient(
             base_url=endpoint, version=API_VERSION, timeout=timeout, max_pool_size=32
         )
+        if self._api.base_url.startswith("http+docker://"):
+            # A unix socket: no proxy or .netrc applies, yet requests would look both up in
+            # the environment and the home directory on every call (0.15-0.3 ms of the
+            # client's 1.1-1.4 ms of CPU per call, measured on this project's VM).
+            self._api.trust_env = False
 
     @property
     def client(self) -> docker.APIClient:
