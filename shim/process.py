@@ -1,12 +1,16 @@
-"""Starting a cri-shim process from a ShimConfig and waiting until it serves: what the test
-harness and the benchmark do to run private shims beside each other."""
+"""Starting a cri-shim process from a ShimConfig and waiting until it serves, and stopping a
+child process for good: what the test harness and the benchmark do to run private shims (and
+crictl, kubelet, etcd...) beside each other."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import grpc
 
@@ -45,9 +49,33 @@ def wait_serving(
                 except grpc.RpcError:
                     pass
             time.sleep(0.05)
-    proc.kill()
-    proc.wait()
+    stop_process(proc, sig=signal.SIGKILL)
     raise RuntimeError(f"cri-shim did not answer within {timeout:.0f} s:\n{_tail(log_path)}")
+
+
+def stop_process(
+    proc: subprocess.Popen[Any], timeout: float = 10.0, sig: int = signal.SIGTERM
+) -> int:
+    """Stop `proc` and reap it; its exit status (negative: the signal that ended it).
+
+    Sends `sig` (SIGTERM unless told), waits up to `timeout` seconds, then SIGKILLs and waits
+    without bound (SIGKILL cannot be caught; only a process stuck in the kernel delays it). A
+    process that has already exited is only reaped, and one that is gone by the time the signal
+    goes out is no error, so this belongs in every `finally` and fixture finalizer: whatever the
+    test's outcome, a child must be waited for, or it lingers as a zombie, or one that ignores
+    SIGTERM outlives us as an orphan holding its ports, sockets and files. The caller closes the
+    child's pipes."""
+    if proc.poll() is None:
+        # Popen already skips a child it has reaped and swallows ProcessLookupError; the guard
+        # keeps that promise for a Popen subclass that signals another way.
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+    return proc.wait()
 
 
 def _tail(path: str, chars: int = 4000) -> str:
