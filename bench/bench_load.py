@@ -1,15 +1,17 @@
 """The shim under lifecycle load, on private shims of its own (`python -m bench`'s "load"):
 
 - status_under_load: RuntimeService/Status and ListPodSandbox, probed back to back (as kubelet's
-  node status and PLEG would ask, only much more often), first with nothing in flight (the
-  baseline), then while `in_flight` RunPodSandbox calls are in flight at once. Those calls are
-  made slow and stuck by a tiny shell plugin of ours at the head of the chain (then our
-  bridge + host-local): its ADD marks its arrival, then waits on a shared flock(1) the benchmark
-  holds exclusively, and answers an empty result. The lock is released once every call has
-  reached the plugin and `hold_s` has passed (a dead benchmark releases it too; the plugin gives
-  up waiting after STUCK_CAP_S). Probes are split by phase: "starting" (Docker creating and
-  starting the infra containers), "held" (every call parked in ADD), "finishing" (the bridge
-  ADDs after release). The target applies to all of them together.
+  node status and PLEG would ask, only much more often) by two prober processes side by side,
+  one at normal and one at real-time CPU priority (bench.prober says why), first with nothing
+  in flight (the baseline), then while `in_flight` RunPodSandbox calls are in flight at once.
+  Those calls are made slow and stuck by a tiny shell plugin of ours at the head of the chain
+  (then our bridge + host-local): its ADD marks its arrival, then waits on a shared flock(1)
+  the benchmark holds exclusively, and answers an empty result. The lock is released once
+  every call has reached the plugin and `hold_s` has passed (a dead benchmark releases it
+  too; the plugin gives up waiting after STUCK_CAP_S). Probes are split by phase: "starting"
+  (Docker creating and starting the infra containers), "held" (every call parked in ADD),
+  "finishing" (the bridge ADDs after release). The target applies to all of them together,
+  and is judged for each prober.
 - run_throughput: RunPodSandbox pods/s at `concurrency`, through the same shim code on our
   own plugins (netplugins, installed with `python -m netplugins install`, warm worker on)
   versus Debian's reference binaries (/usr/lib/cni), each shim on its own bridge with the same
@@ -32,11 +34,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bench.bench_shim import RPC_TIMEOUT_S, ShimPods, ShimProcess
@@ -49,6 +50,7 @@ from bench.hostnet import (
     leftovers,
 )
 from bench.measure import Samples, concurrently, one_at_a_time
+from bench.prober import NORMAL, REALTIME, ProberProcess, Probes, now
 from bench.stats import percentile, ratio, summarize_ms
 from cri_api import api_pb2
 
@@ -122,58 +124,6 @@ def meets(p99_ms: float, target_ms: float) -> bool:
 
 
 # -- probing --------------------------------------------------------------------------------
-
-
-@dataclass
-class Probes:
-    """(start time, duration s) per RPC probed."""
-
-    status: list[tuple[float, float]] = field(default_factory=list)
-    list_pods: list[tuple[float, float]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
-class Prober:
-    """Status, then ListPodSandbox, then a short gap, over and over, until stopped."""
-
-    def __init__(self, shim: ShimProcess, gap_s: float) -> None:
-        self._stub = shim.runtime()
-        self._gap = gap_s
-        self._stop = threading.Event()
-        self.probes = Probes()
-        self._thread = threading.Thread(target=self._loop, name="load-prober", daemon=True)
-
-    def _loop(self) -> None:
-        calls: list[tuple[list[tuple[float, float]], Callable[[], object]]] = [
-            (
-                self.probes.status,
-                lambda: self._stub.Status(api_pb2.StatusRequest(), timeout=RPC_TIMEOUT_S),
-            ),
-            (
-                self.probes.list_pods,
-                lambda: self._stub.ListPodSandbox(
-                    api_pb2.ListPodSandboxRequest(), timeout=RPC_TIMEOUT_S
-                ),
-            ),
-        ]
-        while not self._stop.is_set():
-            for samples, call in calls:
-                start = time.perf_counter()
-                try:
-                    call()
-                except Exception as err:  # recorded, never fatal to the load
-                    self.probes.errors.append(f"{type(err).__name__}: {err}")
-                    continue
-                samples.append((start, time.perf_counter() - start))
-            self._stop.wait(self._gap)
-
-    def __enter__(self) -> Prober:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=RPC_TIMEOUT_S)
 
 
 def _summary(samples: Sequence[tuple[float, float]]) -> dict[str, Any]:
@@ -277,18 +227,26 @@ def _named_containers(pod_namespace: str) -> list[str]:
 def status_under_load(
     cfg: LoadBenchConfig, shim: ShimProcess, pods: ShimPods, lock_path: str, arrived_dir: str
 ) -> dict[str, Any]:
-    with Prober(shim, cfg.probe_gap_s) as baseline:
+    # Two probers side by side, each a process of its own: one at normal priority (what any
+    # client sees) and one at real-time priority (the shim's answer time without the probing
+    # process's own wake-up delay; see bench.prober).
+    def probers() -> dict[str, ProberProcess]:
+        return {p: ProberProcess(shim.endpoint, cfg.probe_gap_s, p) for p in (NORMAL, REALTIME)}
+
+    idle = probers()
+    with idle[NORMAL], idle[REALTIME]:
         time.sleep(cfg.baseline_s)
-    base = baseline.probes
 
     names = [f"load-{i}" for i in range(cfg.in_flight)]
     runs: list[Future[str]] = []
+    loaded = probers()
     with (
         held_lock(lock_path) as release,
         ThreadPoolExecutor(max_workers=cfg.in_flight, thread_name_prefix="load") as pool,
-        Prober(shim, cfg.probe_gap_s) as loaded,
+        loaded[NORMAL],
+        loaded[REALTIME],
     ):
-        started = time.perf_counter()
+        started = now()
         try:
             runs = [pool.submit(pods.run, name) for name in names]
             deadline = time.monotonic() + ARRIVAL_TIMEOUT_S
@@ -300,52 +258,57 @@ def status_under_load(
                         f" calls reached the stuck plugin ({len(failed)} returned early)"
                     )
                 time.sleep(0.02)
-            all_arrived = time.perf_counter()
+            all_arrived = now()
             time.sleep(cfg.hold_s)
         finally:
-            released = time.perf_counter()
+            released = now()
             release()
         done, _ = wait(runs, timeout=RPC_TIMEOUT_S)
-        finished = time.perf_counter()
+        finished = now()
     errors = [f"{type(e).__name__}: {e}" for f in done if (e := f.exception()) is not None]
     if errors or len(done) != len(runs):
         raise RuntimeError(f"RunPodSandbox under load failed: {errors[:3]}")
-    in_flight = Probes(
-        status=[s for s in loaded.probes.status if s[0] < finished],
-        list_pods=[s for s in loaded.probes.list_pods if s[0] < finished],
-        errors=loaded.probes.errors,
-    )
-    status_p99 = percentile([d for _, d in in_flight.status], 99) * 1000
-    base_status = _summary(base.status)
     ids = [f.result() for f in runs]
     # Tear the pods down at the throughput benchmark's concurrency (Stop, then Remove).
     with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
         list(pool.map(pods.stop, ids))
         list(pool.map(pods.remove, ids))
+
+    def report(base: Probes, probes: Probes) -> dict[str, Any]:
+        status = [s for s in probes.status if s[0] < finished]
+        list_pods = [s for s in probes.list_pods if s[0] < finished]
+        status_p99 = percentile([d for _, d in status], 99) * 1000
+        base_status = _summary(base.status)
+        return {
+            "prober_priority": probes.priority,
+            "baseline": {
+                "window_s": cfg.baseline_s,
+                "status": base_status,
+                "list_pod_sandbox": _summary(base.list_pods),
+                "probe_errors": base.errors[:5],
+            },
+            "under_load": {
+                "status": _summary(status),
+                "list_pod_sandbox": _summary(list_pods),
+                "status_by_phase": _by_phase(status, all_arrived, released),
+                "list_pod_sandbox_by_phase": _by_phase(list_pods, all_arrived, released),
+                "probe_errors": probes.errors[:5],
+            },
+            "status_p99_ratio_to_baseline": ratio(status_p99, float(base_status["p99_ms"])),
+            "meets_target": meets(status_p99, STATUS_P99_TARGET_MS),
+        }
+
     return {
         "in_flight_run_pod_sandbox": cfg.in_flight,
         "probe_gap_ms": cfg.probe_gap_s * 1000,
-        "baseline": {
-            "window_s": cfg.baseline_s,
-            "status": base_status,
-            "list_pod_sandbox": _summary(base.list_pods),
-            "probe_errors": base.errors[:5],
+        "phase_s": {
+            "starting": round(all_arrived - started, 2),
+            "held": round(released - all_arrived, 2),
+            "finishing": round(finished - released, 2),
         },
-        "under_load": {
-            "status": _summary(in_flight.status),
-            "list_pod_sandbox": _summary(in_flight.list_pods),
-            "status_by_phase": _by_phase(in_flight.status, all_arrived, released),
-            "list_pod_sandbox_by_phase": _by_phase(in_flight.list_pods, all_arrived, released),
-            "phase_s": {
-                "starting": round(all_arrived - started, 2),
-                "held": round(released - all_arrived, 2),
-                "finishing": round(finished - released, 2),
-            },
-            "probe_errors": in_flight.errors[:5],
-        },
-        "status_p99_ratio_to_baseline": ratio(status_p99, float(base_status["p99_ms"])),
         "target_status_p99_ms": STATUS_P99_TARGET_MS,
-        "meets_target": meets(status_p99, STATUS_P99_TARGET_MS),
+        "normal_prober": report(idle[NORMAL].probes, loaded[NORMAL].probes),
+        "realtime_prober": report(idle[REALTIME].probes, loaded[REALTIME].probes),
     }
 
 
