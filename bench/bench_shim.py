@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import subprocess
 import threading
 import uuid
@@ -16,7 +15,7 @@ import grpc
 
 from cri_api import api_pb2, api_pb2_grpc
 from shim.config import ShimConfig
-from shim.process import start_shim
+from shim.process import start_shim, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +59,8 @@ class ShimProcess:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+        if self.proc is not None:
+            stop_process(self.proc, timeout=30)
         self.proc = None
 
     def runtime(self) -> api_pb2_grpc.RuntimeServiceStub:

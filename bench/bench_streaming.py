@@ -37,6 +37,7 @@ from bench.bench_shim import RPC_TIMEOUT_S, ShimPods, ShimProcess
 from bench.hostnet import REFERENCE_PLUGINS, BenchNetwork, force_cleanup, leftovers
 from bench.stats import percentile, ratio, summarize_ms
 from cri_api import api_pb2
+from shim.process import stop_process
 from tests.e2e.harness import tool
 from tests.e2e.spdy_client import run_command
 
@@ -189,12 +190,7 @@ def crictl_port_forward(shim: ShimProcess, sandbox_id: str, remote: int) -> Iter
             time.sleep(0.05)
         yield local
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         if proc.stderr is not None:
             proc.stderr.close()
 
