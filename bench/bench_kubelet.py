@@ -36,7 +36,17 @@ import grpc
 from bench.bench_shim import ShimProcess
 from bench.docker_floor import docker_burst
 from bench.hostnet import INFRA_IMAGE, BenchNetwork, force_cleanup, leftovers
-from bench.procmem import cpu_of, descendants, memory_of, process_table, vm_rss_kib
+from bench.procmem import (
+    CpuTable,
+    cpu_between,
+    cpu_of,
+    cpu_table,
+    descendants,
+    machine_busy_now,
+    memory_of,
+    process_table,
+    vm_rss_kib,
+)
 from bench.stats import percentile
 from cri_api import api_pb2
 from tests.kubelet import pods
@@ -197,6 +207,23 @@ class _Run:
         rss = vm_rss_kib(_status(pid)) / 1024
         return cpu_of(pid), children, rss
 
+    def cpu_during(self, before: CpuTable, busy_before: float, wall: float) -> dict[str, Any]:
+        """Who used the machine's CPU since `before`: the shim, its warm worker (with the plugin
+        children it reaped), kubelet, Docker's daemons, the rest by command name."""
+        assert self.shim.proc is not None and self.kubelet.proc is not None
+        after, busy = cpu_table(), machine_busy_now() - busy_before
+        shim = self.shim.proc.pid
+        names = {shim: "cri-shim (with the processes it reaped)", self.kubelet.proc.pid: "kubelet"}
+        for child in descendants(shim, process_table()):
+            names[child] = "cri-shim's descendants (warm CNI worker and plugins)"
+        by_process = cpu_between(before, after, names)
+        return {
+            "window_s": round(wall, 2),
+            "machine_busy_s": round(busy, 2),
+            "machine_capacity_s": round(wall * (os.cpu_count() or 1), 2),
+            "by_process_s": dict(list(by_process.items())[:12]),
+        }
+
     def burst(self) -> dict[str, Any]:
         # The same pods through Docker alone, just before: the floor the burst stands on.
         floor = docker_burst(
@@ -204,9 +231,11 @@ class _Run:
         )
         before = self.metrics()
         names = [f"burst-{i}" for i in range(self.cfg.burst)]
+        cpu_before, busy_before = cpu_table(), machine_busy_now()
         wall = time.monotonic()
         seen = self.add_pods(names)
         wall = time.monotonic() - wall
+        cpu_used = self.cpu_during(cpu_before, busy_before, wall)
         time.sleep(2)  # the SLI is observed by the status manager right after Running
         after = self.metrics()
         start = _pod_start(histogram(after, START).minus(histogram(before, START)), len(names))
@@ -230,6 +259,7 @@ class _Run:
                 "p99_s": round(percentile(observed, 99), 2),
                 "max_s": round(observed[-1], 2),
             },
+            "cpu_during_burst": cpu_used,
             "docker_only_floor": floor,
             "p99_over_docker_floor_p99": (
                 round(start["p99_s"] / floor["p99_s"], 2)

@@ -99,3 +99,56 @@ def memory_of(pid: int) -> dict[str, object]:
 def cpu_of(pid: int) -> float:
     """CPU seconds `pid` has used so far (all its threads)."""
     return cpu_seconds(_read(f"/proc/{pid}/stat"), os.sysconf("SC_CLK_TCK"))
+
+
+def cpu_with_reaped_children(stat: str, ticks_per_second: int = 100) -> float:
+    """utime + stime + cutime + cstime (fields 14-17), in seconds: what a process and the
+    children it has reaped have used (runc, plugins and iptables are short-lived)."""
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return sum(int(f) for f in fields[11:15]) / ticks_per_second
+
+
+def command_name(stat: str) -> str:
+    return stat[stat.index("(") + 1 : stat.rindex(")")]
+
+
+CpuTable = dict[int, tuple[str, float]]
+
+
+def cpu_table() -> CpuTable:
+    """pid -> (command name, CPU seconds with reaped children) for every process now."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    table: CpuTable = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = _read(f"/proc/{entry}/stat")
+            except OSError:
+                continue  # exited while we looked
+            table[int(entry)] = (command_name(stat), cpu_with_reaped_children(stat, ticks))
+    return table
+
+
+def cpu_between(before: CpuTable, after: CpuTable, names: dict[int, str]) -> dict[str, float]:
+    """CPU seconds used between two tables, summed by command name, except the pids `names`
+    labels (summed under their label), largest first. A pid reused by another command counts
+    from zero. A process that ended without being reaped by a parent still alive is missed;
+    the caller reports the machine's total beside."""
+    used: dict[str, float] = {}
+    for pid, (comm, cpu) in after.items():
+        earlier = before.get(pid)
+        start = earlier[1] if earlier is not None and earlier[0] == comm else 0.0
+        label = names.get(pid, comm)
+        used[label] = used.get(label, 0.0) + cpu - start
+    return dict(sorted(((k, round(v, 2)) for k, v in used.items() if v > 0), key=lambda kv: -kv[1]))
+
+
+def machine_busy_seconds(proc_stat: str, ticks_per_second: int = 100) -> float:
+    """CPU seconds the machine has been busy (all of /proc/stat's "cpu" line but idle and
+    iowait)."""
+    values = [int(v) for v in proc_stat.splitlines()[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / ticks_per_second
+
+
+def machine_busy_now() -> float:
+    return machine_busy_seconds(_read("/proc/stat"), os.sysconf("SC_CLK_TCK"))

@@ -6,7 +6,17 @@ from __future__ import annotations
 import pytest
 
 from bench.logcheck import count_sequence, cri_payloads, last_payload
-from bench.procmem import cpu_seconds, descendants, parent_pid, pss_kib, threads, vm_rss_kib
+from bench.procmem import (
+    cpu_between,
+    cpu_seconds,
+    cpu_with_reaped_children,
+    descendants,
+    machine_busy_seconds,
+    parent_pid,
+    pss_kib,
+    threads,
+    vm_rss_kib,
+)
 
 TS = b"2024-05-01T10:00:00.123456789Z"
 
@@ -93,3 +103,18 @@ def test_cpu_seconds_are_utime_plus_stime() -> None:
 def test_pss_of_smaps_rollup() -> None:
     rollup = "55d0-7ffd ---p 00000000 00:00 0 [rollup]\nRss:  28000 kB\nPss:  9000 kB\n"
     assert pss_kib(rollup) == 9000
+
+
+def test_cpu_between_counts_reaped_children_and_labels() -> None:
+    # utime stime cutime cstime are fields 14-17; a command name with spaces and parentheses.
+    stat = "42 (my (odd) cmd) S 1 42 42 0 -1 4194560 0 0 0 0 150 50 300 100 20 0 1 0"
+    assert cpu_with_reaped_children(stat) == 6.0
+    before = {1: ("dockerd", 10.0), 2: ("python", 5.0), 3: ("runc", 1.0)}
+    after = {1: ("dockerd", 12.5), 2: ("python", 6.0), 3: ("sleep", 0.25), 4: ("kubelet", 3.0)}
+    assert cpu_between(before, after, {2: "cri-shim"}) == {
+        "kubelet": 3.0,
+        "dockerd": 2.5,
+        "cri-shim": 1.0,
+        "sleep": 0.25,  # pid 3 reused by another command: counted from zero
+    }
+    assert machine_busy_seconds("cpu  100 5 50 1000 20 0 5 0 0 0\ncpu0 1 2 3 4\n") == 1.6
