@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from shim.process import stop_process
 
 # Debian's etcd 3.4 unless the environment names another build (e.g. a 3.6 to check with).
 ETCD = os.environ.get("OVERLAY_TEST_ETCD", "/usr/bin/etcd")
@@ -238,13 +239,8 @@ class EtcdServer:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s; idempotent. The data dir is kept for `start()`."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        if process is not None:
+            stop_process(process, timeout=10)
         if self._log is not None:
             self._log.close()
             self._log = None

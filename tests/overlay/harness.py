@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from netplugins.install import install
+from shim.process import stop_process
 from tests.overlay.etcd_server import EtcdServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,9 +144,7 @@ class Server:
         return out
 
     def close(self) -> list[dict[str, Any]]:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
+        stop_process(self.proc, sig=signal.SIGKILL)
         self._out.close()
         return self.events()
 
@@ -255,14 +254,7 @@ class Node:
         """Stop the daemon; its exit status (None when it was not running)."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        code = self.proc.returncode
+        code = stop_process(self.proc, timeout=timeout, sig=sig)
         self.proc = None
         return code
 

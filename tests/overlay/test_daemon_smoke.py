@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from shim.process import stop_process
 from tests.overlay.etcd_server import EtcdServer, etcd_server
 
 pytestmark = pytest.mark.integration
@@ -106,14 +107,7 @@ class Node:
 
     def stop(self) -> int:
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, timeout=15)
 
     def put(self, key: str, value: str) -> None:
         self.etcd.post("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
@@ -163,9 +157,8 @@ def node() -> Iterator[Node]:
             if made.proc is not None:
                 made.stop()
     finally:
-        if made is not None and made.proc is not None and made.proc.poll() is None:
-            made.proc.kill()
-            made.proc.wait()
+        if made is not None and made.proc is not None:
+            stop_process(made.proc, sig=signal.SIGKILL)
         subprocess.run(["ip", "netns", "del", ns], check=False)
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from shim.process import stop_process
 from tests.overlay.harness import (
     PYTHON,
     REPO,
@@ -78,9 +79,7 @@ class ContinuousPing:
         sim.cleanups.append(self.kill)
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
+        stop_process(self.proc, sig=signal.SIGKILL)
 
     def result(self, timeout: float = 60) -> dict[str, object]:
         self.proc.wait(timeout=timeout)
