@@ -24,7 +24,7 @@ import grpc
 from cri_api import api_pb2, api_pb2_grpc
 from netplugins.iptables import chain_name
 from shim.config import ShimConfig
-from shim.process import start_shim
+from shim.process import start_shim, stop_process
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REFERENCE_PLUGINS = "/usr/lib/cni"
@@ -143,9 +143,8 @@ class Shim:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         self._close_channel()
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
+        if self.proc is not None:
+            stop_process(self.proc, timeout=30, sig=sig)
         self.proc = None
 
     def running(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -15,6 +16,7 @@ import grpc
 import pytest
 
 from cri_api import api_pb2
+from shim.process import stop_process
 from shim.servicer import LIFECYCLE_LIMIT
 from tests.e2e.conftest import Pods
 from tests.e2e.harness import (
@@ -432,9 +434,7 @@ def test_crictl_container_commands(shim: Shim, pods: Pods, tmp_path: Path) -> No
         out, _ = follow.communicate(timeout=30)  # logs -f ends once the container has exited
         assert "hello" in out
     finally:
-        if follow.poll() is None:
-            follow.kill()
-            follow.wait()
+        stop_process(follow, sig=signal.SIGKILL)
     shim.crictl("rm", container_id)
     assert json.loads(shim.crictl("ps", "-a", "-o", "json").stdout)["containers"] == []
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 
 import grpc
@@ -14,7 +15,7 @@ import pytest
 
 from cri_api import api_pb2, api_pb2_grpc
 from shim.config import ShimConfig
-from shim.process import start_shim
+from shim.process import start_shim, stop_process
 from tests.e2e.harness import REFERENCE_PLUGINS, details, new_workdir
 
 pytestmark = pytest.mark.integration
@@ -63,6 +64,5 @@ def test_shim_serves_while_docker_is_away_and_recovers() -> None:
 
         assert proc.poll() is None
     finally:
-        proc.kill()
-        proc.wait()
+        stop_process(proc, sig=signal.SIGKILL)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from cri_api import api_pb2
+from shim.process import stop_process
 from tests.e2e.conftest import Pods
 from tests.e2e.harness import Shim
 from tests.e2e.streaming_support import (
@@ -208,12 +209,7 @@ def port_forward(
         wait_for(f"crictl port-forward to listen on {local}", lambda: _listens(local, proc), 20)
         yield local
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         if proc.stdout is not None:
             proc.stdout.close()
 
@@ -446,9 +442,7 @@ def _kill_sessions_and_wait(shim: Shim, box: Box, round_no: int, count: int) -> 
     finally:
         stop.set()
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, sig=signal.SIGKILL)
             if proc.stdin is not None:
                 proc.stdin.close()
         for m in masters:

@@ -21,6 +21,7 @@ import grpc
 import pytest
 
 from cri_api import api_pb2
+from shim.process import stop_process
 from tests.e2e.conftest import Pods, running_shim
 from tests.e2e.harness import NetworkPlan, Shim, container_config, pod_config
 from tests.e2e.streaming_support import (
@@ -198,8 +199,7 @@ def test_crictl_port_forward_reaches_the_pod(shim: Shim, pods: Pods, tmp_path: P
         for _ in range(3):
             assert PAGE in (page() or "")
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc)
 
 
 def test_wildcard_bind_advertises_a_reachable_address(
