@@ -26,6 +26,7 @@ from docker.types import LogConfig
 
 from shim.container.log_follower import LogFollowers, LogNotFollowedError
 from shim.container.log_writer import MAX_LINE
+from shim.process import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -258,9 +259,7 @@ def runner() -> Iterator[Callable[[str, pathlib.Path], subprocess.Popen[str]]]:
 
     yield start
     for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        stop_process(proc, sig=signal.SIGKILL)
         if proc.stdout is not None:
             proc.stdout.close()
 
