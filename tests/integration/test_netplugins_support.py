@@ -11,6 +11,7 @@ import contextlib
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from netplugins.iptables import IPTables, chain_name, comment
+from shim.process import stop_process
 
 REF_DIR = "/usr/lib/cni"
 
@@ -237,9 +239,7 @@ class Resources:
 
     def cleanup(self) -> None:
         for proc in self.processes:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait()
+            stop_process(proc, sig=signal.SIGKILL)
         for network, cid in self.portmaps:
             chain = chain_name(network, cid, "DN-")
             for version in (4, 6):

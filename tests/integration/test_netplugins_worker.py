@@ -18,6 +18,7 @@ from cnilib.errors import PluginTimeoutError
 from cnilib.invoke import ExecExecutor
 from netplugins.install import script_for
 from netplugins.warm import WarmExecutor
+from shim.process import stop_process
 from tests.integration import test_netplugins_support as support
 from tests.integration.test_netplugins_support import REF_DIR, netns_path
 
@@ -269,9 +270,7 @@ def test_worker_exits_with_its_parent(tmp_path: Path) -> None:
             pytest.fail("worker outlived its parent")
         assert not sock.exists()
     finally:
-        if starter.poll() is None:
-            starter.kill()
-            starter.wait()
+        stop_process(starter, sig=signal.SIGKILL)
 
 
 def test_installed_script_shape(tmp_path: Path) -> None:
