@@ -1,17 +1,17 @@
 """The shim under lifecycle load, on private shims of its own (`python -m bench`'s "load"):
 
 - status_under_load: RuntimeService/Status and ListPodSandbox, probed back to back (as kubelet's
-  node status and PLEG would ask, only much more often) by two prober processes side by side,
-  one at normal and one at real-time CPU priority (bench.prober says why), first with nothing
-  in flight (the baseline), then while `in_flight` RunPodSandbox calls are in flight at once.
+  node status and PLEG would ask, only much more often) by a prober process of its own
+  (bench.prober), first with nothing in flight (the baseline), then while Docker alone starts
+  `in_flight` infra containers at once (the floor: what the machine's saturated CPU costs the
+  probes of an idle shim), then while `in_flight` RunPodSandbox calls are in flight at once.
   Those calls are made slow and stuck by a tiny shell plugin of ours at the head of the chain
   (then our bridge + host-local): its ADD marks its arrival, then waits on a shared flock(1)
   the benchmark holds exclusively, and answers an empty result. The lock is released once
   every call has reached the plugin and `hold_s` has passed (a dead benchmark releases it
   too; the plugin gives up waiting after STUCK_CAP_S). Probes are split by phase: "starting"
   (Docker creating and starting the infra containers), "held" (every call parked in ADD),
-  "finishing" (the bridge ADDs after release). The target applies to all of them together,
-  and is judged for each prober.
+  "finishing" (the bridge ADDs after release). The target applies to all of them together.
 - run_throughput: RunPodSandbox pods/s at `concurrency`, through the same shim code on our
   own plugins (netplugins, installed with `python -m netplugins install`, warm worker on)
   versus Debian's reference binaries (/usr/lib/cni), each shim on its own bridge with the same
@@ -41,16 +41,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.bench_shim import RPC_TIMEOUT_S, ShimPods, ShimProcess
+from bench.docker_floor import docker_burst
 from bench.hostnet import (
     CNI_VERSION,
     DOCKER,
+    INFRA_IMAGE,
     REFERENCE_PLUGINS,
     BenchNetwork,
     force_cleanup,
     leftovers,
 )
 from bench.measure import Samples, concurrently, one_at_a_time
-from bench.prober import NORMAL, REALTIME, ProberProcess, Probes, now
+from bench.prober import ProberProcess, now
 from bench.stats import percentile, ratio, summarize_ms
 from cri_api import api_pb2
 
@@ -227,24 +229,19 @@ def _named_containers(pod_namespace: str) -> list[str]:
 def status_under_load(
     cfg: LoadBenchConfig, shim: ShimProcess, pods: ShimPods, lock_path: str, arrived_dir: str
 ) -> dict[str, Any]:
-    # Two probers side by side, each a process of its own: one at normal priority (what any
-    # client sees) and one at real-time priority (the shim's answer time without the probing
-    # process's own wake-up delay; see bench.prober).
-    def probers() -> dict[str, ProberProcess]:
-        return {p: ProberProcess(shim.endpoint, cfg.probe_gap_s, p) for p in (NORMAL, REALTIME)}
-
-    idle = probers()
-    with idle[NORMAL], idle[REALTIME]:
+    with ProberProcess(shim.endpoint, cfg.probe_gap_s) as idle:
         time.sleep(cfg.baseline_s)
+    # The floor: the same shim idle while Docker alone starts as many infra containers at
+    # once as the RunPodSandbox calls below will; what the probes lose here is the machine's.
+    with ProberProcess(shim.endpoint, cfg.probe_gap_s) as floor:
+        docker_floor = docker_burst(cfg.in_flight, INFRA_IMAGE, None)
 
     names = [f"load-{i}" for i in range(cfg.in_flight)]
     runs: list[Future[str]] = []
-    loaded = probers()
     with (
         held_lock(lock_path) as release,
         ThreadPoolExecutor(max_workers=cfg.in_flight, thread_name_prefix="load") as pool,
-        loaded[NORMAL],
-        loaded[REALTIME],
+        ProberProcess(shim.endpoint, cfg.probe_gap_s) as loaded,
     ):
         started = now()
         try:
@@ -274,41 +271,43 @@ def status_under_load(
         list(pool.map(pods.stop, ids))
         list(pool.map(pods.remove, ids))
 
-    def report(base: Probes, probes: Probes) -> dict[str, Any]:
-        status = [s for s in probes.status if s[0] < finished]
-        list_pods = [s for s in probes.list_pods if s[0] < finished]
-        status_p99 = percentile([d for _, d in status], 99) * 1000
-        base_status = _summary(base.status)
-        return {
-            "prober_priority": probes.priority,
-            "baseline": {
-                "window_s": cfg.baseline_s,
-                "status": base_status,
-                "list_pod_sandbox": _summary(base.list_pods),
-                "probe_errors": base.errors[:5],
-            },
-            "under_load": {
-                "status": _summary(status),
-                "list_pod_sandbox": _summary(list_pods),
-                "status_by_phase": _by_phase(status, all_arrived, released),
-                "list_pod_sandbox_by_phase": _by_phase(list_pods, all_arrived, released),
-                "probe_errors": probes.errors[:5],
-            },
-            "status_p99_ratio_to_baseline": ratio(status_p99, float(base_status["p99_ms"])),
-            "meets_target": meets(status_p99, STATUS_P99_TARGET_MS),
-        }
-
+    base, docker_only = idle.probes, floor.probes
+    status = [s for s in loaded.probes.status if s[0] < finished]
+    list_pods = [s for s in loaded.probes.list_pods if s[0] < finished]
+    status_p99 = percentile([d for _, d in status], 99) * 1000
+    base_status = _summary(base.status)
+    floor_status = _summary(docker_only.status)
     return {
         "in_flight_run_pod_sandbox": cfg.in_flight,
         "probe_gap_ms": cfg.probe_gap_s * 1000,
-        "phase_s": {
-            "starting": round(all_arrived - started, 2),
-            "held": round(released - all_arrived, 2),
-            "finishing": round(finished - released, 2),
+        "baseline": {
+            "window_s": cfg.baseline_s,
+            "status": base_status,
+            "list_pod_sandbox": _summary(base.list_pods),
+            "probe_errors": base.errors[:5],
         },
+        "idle_shim_during_docker_only_burst": {
+            "docker": docker_floor,
+            "status": floor_status,
+            "list_pod_sandbox": _summary(docker_only.list_pods),
+            "probe_errors": docker_only.errors[:5],
+        },
+        "under_load": {
+            "status": _summary(status),
+            "list_pod_sandbox": _summary(list_pods),
+            "status_by_phase": _by_phase(status, all_arrived, released),
+            "list_pod_sandbox_by_phase": _by_phase(list_pods, all_arrived, released),
+            "phase_s": {
+                "starting": round(all_arrived - started, 2),
+                "held": round(released - all_arrived, 2),
+                "finishing": round(finished - released, 2),
+            },
+            "probe_errors": loaded.probes.errors[:5],
+        },
+        "status_p99_ratio_to_baseline": ratio(status_p99, float(base_status["p99_ms"])),
+        "status_p99_ratio_to_docker_only_floor": ratio(status_p99, float(floor_status["p99_ms"])),
         "target_status_p99_ms": STATUS_P99_TARGET_MS,
-        "normal_prober": report(idle[NORMAL].probes, loaded[NORMAL].probes),
-        "realtime_prober": report(idle[REALTIME].probes, loaded[REALTIME].probes),
+        "meets_target": meets(status_p99, STATUS_P99_TARGET_MS),
     }
 
 

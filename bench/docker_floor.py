@@ -24,7 +24,11 @@ from bench.stats import percentile
 DOCKER_API = "1.41"
 
 
-def docker_burst(pods: int, pause_image: str, app_image: str, command: list[str]) -> dict[str, Any]:
+def docker_burst(
+    pods: int, pause_image: str, app_image: str | None, command: list[str] | None = None
+) -> dict[str, Any]:
+    """`pods` pods at once; with `app_image` None, infra containers only (what RunPodSandbox
+    asks of Docker)."""
     client = docker.APIClient(
         base_url="unix:///var/run/docker.sock", version=DOCKER_API, timeout=300
     )
@@ -42,14 +46,15 @@ def docker_burst(pods: int, pause_image: str, app_image: str, command: list[str]
                 host_config=client.create_host_config(network_mode="none", ipc_mode="shareable"),
             )["Id"]
             client.start(infra)
-            joined = f"container:{infra}"
-            app = client.create_container(
-                app_image,
-                command=command,
-                name=f"{prefix}-app-{i}",
-                host_config=client.create_host_config(network_mode=joined, ipc_mode=joined),
-            )["Id"]
-            client.start(app)
+            if app_image is not None:
+                joined = f"container:{infra}"
+                app = client.create_container(
+                    app_image,
+                    command=command,
+                    name=f"{prefix}-app-{i}",
+                    host_config=client.create_host_config(network_mode=joined, ipc_mode=joined),
+                )["Id"]
+                client.start(app)
         except docker.errors.DockerException as err:
             with lock:
                 errors.append(str(err))
@@ -71,7 +76,12 @@ def docker_burst(pods: int, pause_image: str, app_image: str, command: list[str]
     times = sorted(took.values())
     return {
         "pods": pods,
-        "what": "pause + one app container per pod, created and started through Docker at once",
+        "what": (
+            "pause + one app container per pod"
+            if app_image is not None
+            else "one pause container per pod"
+        )
+        + ", created and started through Docker at once",
         "wall_s": round(wall, 2),
         "p50_s": round(percentile(times, 50), 2) if times else None,
         "p99_s": round(percentile(times, 99), 2) if times else None,
