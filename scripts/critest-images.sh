@@ -235,6 +235,15 @@ seed_row() {
     fi
 }
 
+# Images under our registry's names that no tag names any more: earlier builds, and what
+# critest's image specs pulled by digest and untagged. Left alone, every run of the suite adds
+# some twenty to the engine. One still used by a container is kept (rmi refuses it).
+remove_untagged() {
+    "$docker" images --filter dangling=true --format '{{.ID}} {{.Repository}}' |
+        awk -v p="$prefix/" 'index($2, p) == 1 { print $1 }' | sort -u |
+        xargs -r "$docker" rmi >/dev/null 2>&1 || true
+}
+
 # The registry holds every row's tags of this stamp.
 registry_current() {
     [ "$(cat "$state/stamp" 2>/dev/null)" = "$stamp" ] || return 1
@@ -268,6 +277,7 @@ main() {
     while IFS=$'\t' read -r repo tags kind canonical; do
         seed_row "$repo" "$tags" "$canonical"
     done < <(images)
+    remove_untagged
 }
 
 main "$@"
