@@ -92,7 +92,9 @@ class LoadBenchConfig:
     probe_gap_s: float = 0.01
     throughput_pods: int = 24
     concurrency: int = 8
-    rounds: int = 3  # per plugin set, ABBA...
+    # Per plugin set, ABBA...: the two differ only in the CNI share of a RunPodSandbox (a few
+    # per cent of it), so the rounds must be many enough for the machine's drift to average out.
+    rounds: int = 6
     warmup: int = 2
     log_level: str = "info"
 
