@@ -17,6 +17,7 @@ from shim.container.refresh import record_from_inspect
 from shim.context import ShimContext
 from shim.engine import labels as L
 from shim.engine.naming import container_name
+from shim.engine.seccomp import read_profile
 from shim.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -82,7 +83,7 @@ def create_container(ctx: ShimContext, request: api_pb2.CreateContainerRequest) 
             labels=_labels(sandbox, spec),
             negative_oom_score_allowed=ctx.infra_oom_score_adj < 0,
         )
-        body = create_body(config, placement, _read_file)
+        body = create_body(config, placement, read_profile)
         name = container_name(spec.name, sandbox.name, sandbox.namespace, sandbox.uid, spec.attempt)
         # 5. create
         container_id = _create(ctx, body, name, sandbox.id)
@@ -183,8 +184,3 @@ def _mount_fields(mount: api_pb2.Mount) -> dict[str, object]:
         "selinux_relabel": mount.selinux_relabel,
         "propagation": int(mount.propagation),
     }
-
-
-def _read_file(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()

@@ -8,12 +8,12 @@ is created, with INVALID_ARGUMENT naming the field.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cri_api import api_pb2
+from shim.engine.seccomp import seccomp_options
 from shim.errors import InvalidArgumentError
 
 # Docker keeps the container's own output as a bounded journal that cri-shim turns into the
@@ -261,62 +261,6 @@ def security_context(
         if security.readonly_paths:
             out["ReadonlyPaths"] = list(security.readonly_paths)
     return out
-
-
-def seccomp_options(
-    security: api_pb2.LinuxContainerSecurityContext, read_file: Callable[[str], bytes]
-) -> list[str]:
-    kind, path = _seccomp_choice(security)
-    if kind == "unconfined":
-        return ["seccomp=unconfined"]
-    if kind == "default":
-        return []
-    try:
-        profile = json.loads(read_file(path))
-    except (OSError, ValueError) as err:
-        raise InvalidArgumentError(f"seccomp profile {path!r} cannot be loaded: {err}") from err
-    if security.privileged:
-        profile = _without_sethostname_errno(profile)
-    return ["seccomp=" + json.dumps(profile, separators=(",", ":"))]
-
-
-def _seccomp_choice(security: api_pb2.LinuxContainerSecurityContext) -> tuple[str, str]:
-    if security.HasField("seccomp"):
-        profile = security.seccomp
-        if profile.profile_type == api_pb2.SecurityProfile.RuntimeDefault:
-            return "default", ""
-        if profile.profile_type == api_pb2.SecurityProfile.Unconfined:
-            return "unconfined", ""
-        if not profile.localhost_ref.startswith("/"):
-            raise InvalidArgumentError(
-                f"seccomp.localhost_ref {profile.localhost_ref!r} is not an absolute path"
-            )
-        return "localhost", profile.localhost_ref
-    legacy = security.seccomp_profile_path
-    if legacy in ("runtime/default", "docker/default"):
-        return "default", ""
-    if legacy in ("", "unconfined"):
-        # Kubernetes' default without SeccompDefault, and cri-dockerd's reading of "unset".
-        return "unconfined", ""
-    if legacy.startswith("localhost/"):
-        return "localhost", legacy.removeprefix("localhost/")
-    raise InvalidArgumentError(f"seccomp_profile_path {legacy!r} is not a known profile")
-
-
-def _without_sethostname_errno(profile: Any) -> Any:
-    """Privileged containers may set the hostname even under a profile that forbids it (the
-    CRI's validation suite checks this, as cri-dockerd does)."""
-    if not isinstance(profile, dict):
-        return profile
-    syscalls = []
-    for rule in profile.get("syscalls") or []:
-        names = [n for n in rule.get("names", []) if n != "sethostname"]
-        if rule.get("action") == "SCMP_ACT_ERRNO" and names != rule.get("names", []):
-            if not names:
-                continue
-            rule = {**rule, "names": names}
-        syscalls.append(rule)
-    return {**profile, "syscalls": syscalls}
 
 
 def apparmor_options(security: api_pb2.LinuxContainerSecurityContext) -> list[str]:

@@ -69,6 +69,7 @@ class DockerInfraRuntime:
             pid_mode="host" if spec.host_pid else None,
             cgroup_parent=spec.cgroup_parent or None,
             sysctls=spec.sysctls or None,
+            security_opt=list(spec.security_opt) or None,
         )
         try:
             created = self._api.create_container(

@@ -22,6 +22,7 @@ class InfraSpec:
     host_ipc: bool = False
     cgroup_parent: str = ""
     sysctls: dict[str, str] = field(default_factory=dict)
+    security_opt: tuple[str, ...] = ()  # Docker's SecurityOpt (the sandbox's seccomp profile)
 
 
 @dataclass(frozen=True)

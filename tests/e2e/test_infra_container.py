@@ -67,3 +67,59 @@ def test_status_sees_an_infra_container_killed_behind_its_back(shim: Shim, pods:
         shim.create_container(sid, container_config("late", ["/bin/true"]), pod_config())
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert sid in details(refused.value)
+
+
+def _infra_seccomp(sandbox_id: str) -> tuple[list[str], str]:
+    """The infra container's SecurityOpt in Docker, and the Seccomp mode of its process as the
+    kernel reports it (0 none, 2 filter)."""
+    inspect = json.loads(
+        subprocess.run(
+            ["/usr/bin/docker", "inspect", sandbox_id], capture_output=True, text=True, check=True
+        ).stdout
+    )[0]
+    with open(f"/proc/{inspect['State']['Pid']}/status") as f:
+        mode = next(line.split()[1] for line in f if line.startswith("Seccomp:"))
+    return list(inspect["HostConfig"]["SecurityOpt"] or []), mode
+
+
+@pytest.mark.parametrize(
+    ("profile", "security_opt", "mode"),
+    [
+        (None, ["seccomp=unconfined"], "0"),  # unset: unconfined, as kubelet means it
+        (api_pb2.SecurityProfile.Unconfined, ["seccomp=unconfined"], "0"),
+        (api_pb2.SecurityProfile.RuntimeDefault, [], "2"),  # Docker's default profile
+    ],
+)
+def test_the_pods_seccomp_profile_applies_to_its_infra_container(
+    shim: Shim, pods: Pods, profile: int | None, security_opt: list[str], mode: str
+) -> None:
+    config = pod_config()
+    if profile is not None:
+        config.linux.security_context.seccomp.profile_type = profile  # type: ignore[assignment]
+    sid = pods.add(shim.run_pod(config))
+    assert _infra_seccomp(sid) == (security_opt, mode)
+
+
+def test_a_missing_localhost_seccomp_profile_is_refused_before_anything_is_made(
+    shim: Shim,
+) -> None:
+    config = pod_config()
+    config.linux.security_context.seccomp.profile_type = api_pb2.SecurityProfile.Localhost
+    config.linux.security_context.seccomp.localhost_ref = "/nonexistent/cri-shim-profile.json"
+    with pytest.raises(grpc.RpcError) as refused:
+        shim.run_pod(config)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "/nonexistent/cri-shim-profile.json" in details(refused.value)
+    made = subprocess.run(
+        [
+            "/usr/bin/docker",
+            "ps",
+            "-aq",
+            "--filter",
+            f"label=io.kubernetes.pod.uid={config.metadata.uid}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert made == ""
