@@ -131,6 +131,7 @@ class FloorPods:
             pid_mode=None,
             cgroup_parent=None,
             sysctls=None,
+            security_opt=["seccomp=unconfined"],  # the shim's reading of an unset profile
         )
         created = self._api.create_container(
             INFRA_IMAGE,
