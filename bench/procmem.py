@@ -112,11 +112,23 @@ def command_name(stat: str) -> str:
     return stat[stat.index("(") + 1 : stat.rindex(")")]
 
 
-CpuTable = dict[int, tuple[str, float]]
+def start_ticks(stat: str) -> int:
+    """When the process started (field 22, clock ticks since boot): with the pid, its identity
+    (a kernel worker renames itself after each work item it runs)."""
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+def command_group(comm: str) -> str:
+    """Kernel workers, named after their current work item, are counted as one."""
+    return "kernel workers (kworker)" if comm.startswith("kworker/") else comm
+
+
+# pid -> (start ticks, command name, CPU seconds with reaped children)
+CpuTable = dict[int, tuple[int, str, float]]
 
 
 def cpu_table() -> CpuTable:
-    """pid -> (command name, CPU seconds with reaped children) for every process now."""
+    """Every process now, with the CPU it and its reaped children have used."""
     ticks = os.sysconf("SC_CLK_TCK")
     table: CpuTable = {}
     for entry in os.listdir("/proc"):
@@ -125,20 +137,24 @@ def cpu_table() -> CpuTable:
                 stat = _read(f"/proc/{entry}/stat")
             except OSError:
                 continue  # exited while we looked
-            table[int(entry)] = (command_name(stat), cpu_with_reaped_children(stat, ticks))
+            table[int(entry)] = (
+                start_ticks(stat),
+                command_name(stat),
+                cpu_with_reaped_children(stat, ticks),
+            )
     return table
 
 
 def cpu_between(before: CpuTable, after: CpuTable, names: dict[int, str]) -> dict[str, float]:
-    """CPU seconds used between two tables, summed by command name, except the pids `names`
-    labels (summed under their label), largest first. A pid reused by another command counts
-    from zero. A process that ended without being reaped by a parent still alive is missed;
-    the caller reports the machine's total beside."""
+    """CPU seconds used between two tables, summed by command (kernel workers as one), except
+    the pids `names` labels (summed under their label), largest first. A process started in
+    between counts from zero. A process that ended without being reaped by a parent still
+    alive is missed; the caller reports the machine's total beside."""
     used: dict[str, float] = {}
-    for pid, (comm, cpu) in after.items():
+    for pid, (started, comm, cpu) in after.items():
         earlier = before.get(pid)
-        start = earlier[1] if earlier is not None and earlier[0] == comm else 0.0
-        label = names.get(pid, comm)
+        start = earlier[2] if earlier is not None and earlier[0] == started else 0.0
+        label = names.get(pid, command_group(comm))
         used[label] = used.get(label, 0.0) + cpu - start
     return dict(sorted(((k, round(v, 2)) for k, v in used.items() if v > 0), key=lambda kv: -kv[1]))
 

@@ -14,6 +14,7 @@ from bench.procmem import (
     machine_busy_seconds,
     parent_pid,
     pss_kib,
+    start_ticks,
     threads,
     vm_rss_kib,
 )
@@ -106,15 +107,25 @@ def test_pss_of_smaps_rollup() -> None:
 
 
 def test_cpu_between_counts_reaped_children_and_labels() -> None:
-    # utime stime cutime cstime are fields 14-17; a command name with spaces and parentheses.
-    stat = "42 (my (odd) cmd) S 1 42 42 0 -1 4194560 0 0 0 0 150 50 300 100 20 0 1 0"
+    # utime stime cutime cstime are fields 14-17, starttime 22; a name with spaces and parens.
+    stat = "42 (my (odd) cmd) S 1 42 42 0 -1 4194560 0 0 0 0 150 50 300 100 20 0 1 0 777 0"
     assert cpu_with_reaped_children(stat) == 6.0
-    before = {1: ("dockerd", 10.0), 2: ("python", 5.0), 3: ("runc", 1.0)}
-    after = {1: ("dockerd", 12.5), 2: ("python", 6.0), 3: ("sleep", 0.25), 4: ("kubelet", 3.0)}
+    assert start_ticks(stat) == 777
+    before = {1: (5, "dockerd", 10.0), 2: (6, "python", 5.0), 3: (7, "runc", 1.0)}
+    before |= {9: (8, "kworker/u8:2-events_unbound", 4.0)}
+    after = {
+        1: (5, "dockerd", 12.5),
+        2: (6, "python", 6.0),
+        3: (90, "sleep", 0.25),  # pid 3 reused by a process started since: from zero
+        4: (91, "kubelet", 3.0),
+        9: (8, "kworker/u8:2-writeback", 4.5),  # the same worker, renamed: 0.5 s, not 4.5
+        10: (92, "kworker/0:1-mld", 0.25),
+    }
     assert cpu_between(before, after, {2: "cri-shim"}) == {
         "kubelet": 3.0,
         "dockerd": 2.5,
         "cri-shim": 1.0,
-        "sleep": 0.25,  # pid 3 reused by another command: counted from zero
+        "kernel workers (kworker)": 0.75,
+        "sleep": 0.25,
     }
     assert machine_busy_seconds("cpu  100 5 50 1000 20 0 5 0 0 0\ncpu0 1 2 3 4\n") == 1.6
