@@ -310,7 +310,11 @@ def test_rotations_lose_nothing(
     told from a loss, so the lines themselves are the proof here.)"""
     total = 200_000
     pad = "x" * 40
-    small = LogConfig(type="json-file", config={"max-size": "2m", "max-file": "2"})
+    # 2 MB files for many rotations (about eleven), but four of them: the writer is unthrottled
+    # and starts before the follower, and with two files a follower held up for ~2 MB by a
+    # loaded CI machine lost a whole file (33 088 lines, once in many runs). Production's
+    # journal keeps two files of 50 MB: a whole 50 MB file of slack, where this has 6 MB.
+    small = LogConfig(type="json-file", config={"max-size": "2m", "max-file": "4"})
     cid = make_container(
         f"awk 'BEGIN{{for(i=0;i<{total};i++) printf \"%09d {pad}\\n\", i}}'",
         log_config=small,
