@@ -21,15 +21,20 @@ def threads(status: str) -> int:
     return 0
 
 
+def _after_name(stat: str) -> list[str]:
+    """The fields of /proc/<pid>/stat from the state (field 3) on. The command name may hold
+    spaces and parentheses, so they are counted from its last ')'."""
+    return stat[stat.rindex(")") + 2 :].split()
+
+
 def parent_pid(stat: str) -> int:
-    """The ppid of /proc/<pid>/stat. The command name may hold spaces and parentheses, so
-    fields are counted from its last ')'."""
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
+    """The ppid of /proc/<pid>/stat."""
+    return int(_after_name(stat)[1])
 
 
 def cpu_seconds(stat: str, ticks_per_second: int = 100) -> float:
     """utime + stime of /proc/<pid>/stat (fields 14 and 15), in seconds."""
-    fields = stat[stat.rindex(")") + 2 :].split()
+    fields = _after_name(stat)
     return (int(fields[11]) + int(fields[12])) / ticks_per_second
 
 
@@ -104,8 +109,7 @@ def cpu_of(pid: int) -> float:
 def cpu_with_reaped_children(stat: str, ticks_per_second: int = 100) -> float:
     """utime + stime + cutime + cstime (fields 14-17), in seconds: what a process and the
     children it has reaped have used (runc, plugins and iptables are short-lived)."""
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return sum(int(f) for f in fields[11:15]) / ticks_per_second
+    return sum(int(f) for f in _after_name(stat)[11:15]) / ticks_per_second
 
 
 def command_name(stat: str) -> str:
@@ -115,7 +119,7 @@ def command_name(stat: str) -> str:
 def start_ticks(stat: str) -> int:
     """When the process started (field 22, clock ticks since boot): with the pid, its identity
     (a kernel worker renames itself after each work item it runs)."""
-    return int(stat[stat.rindex(")") + 2 :].split()[19])
+    return int(_after_name(stat)[19])
 
 
 def command_group(comm: str) -> str:
